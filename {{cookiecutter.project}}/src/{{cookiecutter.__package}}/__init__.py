@@ -1,0 +1,3 @@
+"""{{ cookiecutter.project }}: a public Flask API in front of an internal data service."""
+
+__version__ = "0.1.0"

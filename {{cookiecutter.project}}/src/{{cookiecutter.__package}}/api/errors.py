@@ -1,0 +1,64 @@
+"""Every error leaves the API as JSON: {"error": {"code": ..., "message": ...}}.
+
+No HTML error pages and no tracebacks, whatever the status.
+"""
+
+import logging
+
+from flask import jsonify
+from werkzeug.exceptions import HTTPException
+
+from ..internal_client import InternalError, OperationFailed
+
+log = logging.getLogger(__name__)
+
+# Errors the internal service reports about the request itself.
+OPERATION_STATUS = {"not_found": 404, "invalid": 422, "invalid_arguments": 422}
+
+
+def error_response(status, code, message, field=None):
+    error = {"code": code, "message": message}
+    if field:
+        error["field"] = field
+    response = jsonify(error=error)
+    response.status_code = status
+    return response
+
+
+def validation_error(exc):
+    """flask-openapi3 calls this with pydantic's ValidationError: name the first bad field."""
+    first = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in first["loc"]) or "body"
+    return error_response(422, "invalid", f"{field}: {first['msg']}", field)
+
+
+def _http_error(exc):
+    code = exc.name.lower().replace(" ", "_").replace("'", "")
+    response = error_response(exc.code, code, exc.description or exc.name)
+    # Keep headers such as Allow (405) and Retry-After (429).
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def _internal_error(exc):
+    if isinstance(exc, OperationFailed):
+        status = OPERATION_STATUS.get(exc.code, 502)
+        if status == 502:
+            log.error("internal service error %s: %s", exc.code, exc.message)
+            return error_response(502, "bad_gateway", "the internal service failed")
+        return error_response(status, exc.code, exc.message, exc.field)
+    log.warning("internal service: %s", exc.message)
+    return error_response(exc.status, exc.code, exc.message)
+
+
+def _unexpected(exc):
+    log.exception("unhandled error")
+    return error_response(500, "internal_server_error", "the server failed to answer")
+
+
+def register(app):
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(InternalError, _internal_error)
+    app.register_error_handler(Exception, _unexpected)

@@ -1,0 +1,133 @@
+"""The one settings module: every setting comes from an environment variable
+named {{ cookiecutter.__package | upper }}_<NAME>, read through Flask's from_prefixed_env.
+
+Both processes (the public API and the internal service) call load(); no other
+module reads the environment.
+"""
+
+import os
+from pathlib import Path
+
+from flask import Config
+
+PREFIX = "{{ cookiecutter.__package | upper }}"
+
+# The type of each default is the type the setting must have.
+DEFAULTS = {
+    # Send the hardening headers (flask-talisman and api/harden.py).
+    "HARDEN": {{ "True" if cookiecutter.harden is sameas true else "False" }},
+    # Where gunicorn listens; nginx proxies to it.
+    "PUBLIC_BIND": "127.0.0.1",
+    "PUBLIC_PORT": {{ cookiecutter.public_port | int }},
+    # gunicorn worker processes; each keeps one connection to the internal service.
+    "WORKERS": 2,
+    # Where the internal service listens. Wildcards are always refused.
+    "INTERNAL_BIND": "127.0.0.1",
+    "INTERNAL_PORT": {{ cookiecutter.internal_port | int }},
+    # Where the API finds the internal service; empty means INTERNAL_BIND:INTERNAL_PORT.
+    "INTERNAL_ADDRESS": "",
+    # Shared secret sent in the first frame of every connection; at least 32 characters.
+    "INTERNAL_TOKEN": "",
+    # Client side: seconds to connect, and to wait for an answer.
+    "INTERNAL_CONNECT_TIMEOUT": 1.0,
+    "INTERNAL_TIMEOUT": 5.0,
+    # Server side: a frame once started must arrive within READ_TIMEOUT seconds;
+    # a connection idle for IDLE_TIMEOUT seconds is closed.
+    "INTERNAL_READ_TIMEOUT": 5.0,
+    "INTERNAL_IDLE_TIMEOUT": 300.0,
+    # Largest frame in bytes, checked before the frame is read.
+    "INTERNAL_MAX_FRAME": 1048576,
+    # Comma-separated addresses or CIDRs of other hosts allowed to reach the
+    # internal service. Empty means this host only (loopback).
+    "TRUSTED_CLIENTS": {{ cookiecutter.trusted_clients | tojson }},
+    # SQLite database and other state of the internal service.
+    "STATE_DIR": "state",
+    # Largest request body the API reads; a 10,000-character body escaped as JSON fits.
+    "MAX_CONTENT_LENGTH": 131072,
+    "LOG_LEVEL": "INFO",
+}
+
+
+class SettingsError(ValueError):
+    """A setting has a value of the wrong type or out of range."""
+
+
+def _env_name(key):
+    return f"{PREFIX}_{key}"
+
+
+def _coerce(key, value):
+    """Give a value from the environment the type of its default, or say what is wrong."""
+    expected = type(DEFAULTS[key])
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        raise SettingsError(f"{_env_name(key)}={value!r} is not allowed: use true or false")
+    if expected is str:
+        # from_prefixed_env parses values as JSON; a string setting keeps its raw text.
+        return value if isinstance(value, str) else os.environ[_env_name(key)]
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(value, expected) and not isinstance(value, bool):
+        if value < 0 or (key.endswith("_PORT") and not 1 <= value <= 65535):
+            raise SettingsError(f"{_env_name(key)}={value!r} is out of range")
+        return value
+    kind = "an integer" if expected is int else "a number"
+    raise SettingsError(f"{_env_name(key)}={value!r} is not allowed: use {kind}")
+
+
+def load():
+    """Return the settings: defaults overridden by {{ cookiecutter.__package | upper }}_* variables."""
+    settings = Config(str(Path.cwd()))
+    settings.from_mapping(DEFAULTS)
+    settings.from_prefixed_env(PREFIX)
+    for key in DEFAULTS:
+        settings[key] = _coerce(key, settings[key])
+    if not settings["INTERNAL_ADDRESS"]:
+        settings["INTERNAL_ADDRESS"] = join_host_port(
+            settings["INTERNAL_BIND"], settings["INTERNAL_PORT"]
+        )
+    return settings
+
+
+def load_or_exit():
+    """Entry points call this so that a bad setting ends start-up with one clear line."""
+    try:
+        return load()
+    except SettingsError as exc:
+        raise SystemExit(f"{PREFIX.lower()}: {exc}") from None
+
+
+def load_dotenv(path=".env"):
+    """Development convenience: read a .env file; variables already set win."""
+    from dotenv import load_dotenv as _load
+
+    _load(path, override=False)
+
+
+def require_token(settings):
+    """Both sides refuse to start without a usable shared token."""
+    token = settings["INTERNAL_TOKEN"]
+    if len(token) < 32:
+        what = "is missing" if not token else f"is too short ({len(token)} characters)"
+        raise SettingsError(
+            f"{_env_name('INTERNAL_TOKEN')} {what}: set a random value of at least 32 characters"
+        )
+    return token
+
+
+def trusted_clients(settings):
+    """The TRUSTED_CLIENTS list; non-empty means several-hosts mode."""
+    return [entry.strip() for entry in settings["TRUSTED_CLIENTS"].split(",") if entry.strip()]
+
+
+def join_host_port(host, port):
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def split_host_port(address):
+    """'127.0.0.1:8001' or '[::1]:8001' -> (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SettingsError(f"{_env_name('INTERNAL_ADDRESS')}={address!r} must be HOST:PORT")
+    return host.strip("[]"), int(port)

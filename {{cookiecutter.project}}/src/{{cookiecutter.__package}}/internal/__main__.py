@@ -1,0 +1,46 @@
+"""`python -m {{ cookiecutter.__package }}.internal`: check the settings, then serve."""
+
+import logging
+import signal
+import sys
+
+from .. import config
+from ..bindcheck import BindError, check_bind
+from .server import InternalServer, inherited_socket
+from .storage import Storage
+
+
+def main():
+    config.load_dotenv()
+    settings = config.load_or_exit()
+    logging.basicConfig(
+        level=settings["LOG_LEVEL"], format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    sock = inherited_socket()
+    try:
+        config.require_token(settings)
+        several_hosts = bool(config.trusted_clients(settings))
+        if sock is not None:
+            host, port = sock.getsockname()[:2]
+            check_bind("INTERNAL_BIND", host, several_hosts)
+        else:
+            host = check_bind("INTERNAL_BIND", settings["INTERNAL_BIND"], several_hosts)
+            port = settings["INTERNAL_PORT"]
+    except (BindError, config.SettingsError) as exc:
+        raise SystemExit(f"{config.PREFIX.lower()}-internal: {exc}") from None
+    storage = Storage(settings["STATE_DIR"])
+    server = InternalServer(host, port, storage, settings, sock=sock)
+    # SIGTERM (systemd, honcho) ends serve_forever like Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    logging.getLogger(__name__).info("listening on %s", config.join_host_port(host, port))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        storage.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Transport of the internal service: a thread per connection speaking framed JSON.
+
+The first frame must authenticate with the shared token, or the connection is
+closed without anything else being read. Each later frame is one request:
+{"id": ..., "op": "items.get", "args": {...}}, answered with
+{"id": ..., "ok": true, "result": ...} or {"id": ..., "ok": false, "error": {...}}.
+"""
+
+import hmac
+import logging
+import os
+import socket
+import socketserver
+
+from .operations import OPERATIONS, OperationError
+from .protocol import FrameSocket, ProtocolError
+
+log = logging.getLogger(__name__)
+
+# systemd passes sockets from file descriptor 3 on (sd_listen_fds).
+SD_LISTEN_FDS_START = 3
+
+
+def inherited_socket():
+    """The listening socket systemd handed us (socket activation), if any."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None
+    if int(os.environ.get("LISTEN_FDS", "0")) < 1:
+        return None
+    return socket.socket(fileno=SD_LISTEN_FDS_START)
+
+
+class Handler(socketserver.BaseRequestHandler):
+    def handle(self):
+        server = self.server
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        frames = FrameSocket(
+            self.request, server.max_frame, server.idle_timeout, server.read_timeout
+        )
+        try:
+            if not self._authenticate(frames):
+                return
+            while (request := frames.receive()) is not None:
+                frames.send(server.dispatch(request))
+        except ProtocolError as exc:
+            self._refuse(frames, None, exc.code, exc.message)
+        except (TimeoutError, OSError):
+            # Idle, too slow or gone: just drop the connection.
+            pass
+
+    def _authenticate(self, frames):
+        hello = frames.receive()
+        if hello is None:
+            return False
+        token = hello.get("token")
+        if (
+            hello.get("op") == "auth"
+            and isinstance(token, str)
+            and hmac.compare_digest(token.encode(), self.server.token)
+        ):
+            frames.send({"id": hello.get("id"), "ok": True, "result": {"authenticated": True}})
+            return True
+        log.warning("refused a connection from %s: bad or missing token", self.client_address[0])
+        self._refuse(frames, hello.get("id"), "unauthorized", "bad or missing token")
+        return False
+
+    @staticmethod
+    def _refuse(frames, request_id, code, message):
+        try:
+            frames.send(
+                {"id": request_id, "ok": False, "error": {"code": code, "message": message}}
+            )
+        except OSError:
+            pass
+
+
+class InternalServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, host, port, storage, settings, sock=None):
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.storage = storage
+        self.token = settings["INTERNAL_TOKEN"].encode()
+        self.max_frame = settings["INTERNAL_MAX_FRAME"]
+        self.idle_timeout = settings["INTERNAL_IDLE_TIMEOUT"]
+        self.read_timeout = settings["INTERNAL_READ_TIMEOUT"]
+        super().__init__((host, port), Handler, bind_and_activate=sock is None)
+        if sock is not None:
+            self.socket.close()
+            self.socket = sock
+
+    def dispatch(self, request):
+        """Run one request and return the reply; never raises for the caller's mistakes."""
+        request_id = request.get("id")
+        name = request.get("op")
+        args = request.get("args", {})
+        operation = OPERATIONS.get(name) if isinstance(name, str) else None
+        try:
+            if operation is None:
+                raise OperationError("unknown_operation", f"no operation named {name!r}")
+            if not isinstance(args, dict):
+                raise OperationError("invalid_arguments", "args must be a JSON object")
+            return {"id": request_id, "ok": True, "result": operation(self.storage, args)}
+        except OperationError as exc:
+            return {"id": request_id, "ok": False, "error": exc.as_dict()}
+        except Exception:
+            log.exception("operation %s failed", name)
+            return {
+                "id": request_id,
+                "ok": False,
+                "error": {"code": "internal", "message": "internal error"},
+            }
