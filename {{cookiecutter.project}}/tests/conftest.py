@@ -30,7 +30,7 @@ def wait_for_port(port, timeout=15.0, process=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise AssertionError(f"process exited early: {process.args}")
+            raise AssertionError(f"{process.args} exited early: {process.stderr.read()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return

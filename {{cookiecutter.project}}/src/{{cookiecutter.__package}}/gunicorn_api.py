@@ -4,19 +4,20 @@ Every value comes from config.py, so the environment variables documented in
 README.md are the one place to change them.
 """
 
-from . import config
+# Module-level names are read as gunicorn settings, and "config" is one: keep it private.
+from . import config as _config
 from .bindcheck import BindError, check_bind
 
-config.load_dotenv()
-_settings = config.load_or_exit()
+_config.load_dotenv()
+_settings = _config.load_or_exit()
 try:
     # nginx is the public listener; gunicorn stays on loopback.
     _host = check_bind("PUBLIC_BIND", _settings["PUBLIC_BIND"])
 except BindError as exc:
-    raise SystemExit(f"{config.PREFIX.lower()}-api: {exc}") from None
+    raise SystemExit(f"{_config.PREFIX.lower()}-api: {exc}") from None
 
 wsgi_app = "{{ cookiecutter.__package }}.api:create_app()"
-bind = [config.join_host_port(_host, _settings["PUBLIC_PORT"])]
+bind = [_config.join_host_port(_host, _settings["PUBLIC_PORT"])]
 workers = _settings["WORKERS"]
 worker_class = "sync"
 proc_name = "{{ cookiecutter.project }}-api"

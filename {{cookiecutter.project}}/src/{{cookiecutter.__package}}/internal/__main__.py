@@ -29,7 +29,14 @@ def main():
     except (BindError, config.SettingsError) as exc:
         raise SystemExit(f"{config.PREFIX.lower()}-internal: {exc}") from None
     storage = Storage(settings["STATE_DIR"])
-    server = InternalServer(host, port, storage, settings, sock=sock)
+    try:
+        server = InternalServer(host, port, storage, settings, sock=sock)
+    except OSError as exc:
+        storage.close()
+        where = config.join_host_port(host, port)
+        raise SystemExit(
+            f"{config.PREFIX.lower()}-internal: cannot listen on {where}: {exc.strerror}"
+        ) from None
     # SIGTERM (systemd, honcho) ends serve_forever like Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     logging.getLogger(__name__).info("listening on %s", config.join_host_port(host, port))

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import socketserver
+import threading
 
 from .operations import OPERATIONS, OperationError
 from .protocol import FrameSocket, ProtocolError
@@ -31,6 +32,12 @@ def inherited_socket():
 
 
 class Handler(socketserver.BaseRequestHandler):
+    def setup(self):
+        self.server.track(self.request, True)
+
+    def finish(self):
+        self.server.track(self.request, False)
+
     def handle(self):
         server = self.server
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -85,10 +92,26 @@ class InternalServer(socketserver.ThreadingTCPServer):
         self.max_frame = settings["INTERNAL_MAX_FRAME"]
         self.idle_timeout = settings["INTERNAL_IDLE_TIMEOUT"]
         self.read_timeout = settings["INTERNAL_READ_TIMEOUT"]
+        self._connections = set()
+        self._connections_lock = threading.Lock()
         super().__init__((host, port), Handler, bind_and_activate=sock is None)
         if sock is not None:
             self.socket.close()
             self.socket = sock
+
+    def track(self, conn, alive):
+        with self._connections_lock:
+            (self._connections.add if alive else self._connections.discard)(conn)
+
+    def server_close(self):
+        """Also end the open connections, so no thread serves from a closed store."""
+        super().server_close()
+        with self._connections_lock:
+            for conn in self._connections:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def dispatch(self, request):
         """Run one request and return the reply; never raises for the caller's mistakes."""

@@ -1,0 +1,267 @@
+"""The internal service: operations, the frame protocol, the token, limits and durability."""
+
+import secrets
+import signal
+import socket
+import struct
+import time
+
+import pytest
+
+from {{ cookiecutter.__package }}.internal import operations
+from {{ cookiecutter.__package }}.internal.operations import OPERATIONS, OperationError
+from {{ cookiecutter.__package }}.internal.protocol import FrameSocket, encode
+from {{ cookiecutter.__package }}.internal.storage import Storage
+from {{ cookiecutter.__package }}.internal_client import InternalClient
+
+from .conftest import PREFIX, TOKEN, ThreadedService, free_port, wait_for_port
+
+# --- operations, called directly -------------------------------------------------
+
+
+@pytest.fixture
+def storage(tmp_path):
+    store = Storage(tmp_path / "ops")
+    yield store
+    store.close()
+
+
+def run(storage, name, **args):
+    return OPERATIONS[name](storage, args)
+
+
+def test_operations_are_registered_by_name():
+    assert {
+        "service.ping",
+        "items.create",
+        "items.get",
+        "items.list",
+        "items.update",
+        "items.delete",
+    } <= set(OPERATIONS)
+    assert operations.idempotent_operations() >= {"items.get", "items.list"}
+    assert "items.create" not in operations.idempotent_operations()
+
+
+def test_operations_work_without_any_transport(storage):
+    item = run(storage, "items.create", title="a", body="b")
+    assert run(storage, "items.get", id=item["id"]) == item
+    assert run(storage, "items.update", id=item["id"], title="c")["title"] == "c"
+    assert run(storage, "items.list")["total"] == 1
+    assert run(storage, "items.delete", id=item["id"]) == {"deleted": item["id"]}
+    with pytest.raises(OperationError) as caught:
+        run(storage, "items.get", id=item["id"])
+    assert caught.value.code == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "code"),
+    [
+        ("items.create", {"title": ""}, "invalid"),
+        ("items.create", {"title": "x" * 201}, "invalid"),
+        ("items.create", {"title": "x", "body": 5}, "invalid"),
+        ("items.get", {"id": "1"}, "invalid"),
+        ("items.get", {"id": True}, "invalid"),
+        ("items.list", {"limit": 1000}, "invalid"),
+        ("items.get", {}, "invalid_arguments"),
+        ("items.get", {"id": 1, "extra": 2}, "invalid_arguments"),
+    ],
+)
+def test_operations_validate_their_arguments(storage, name, args, code):
+    with pytest.raises(OperationError) as caught:
+        run(storage, name, **args)
+    assert caught.value.code == code
+
+
+# --- the wire protocol ----------------------------------------------------------
+
+
+def connect(service):
+    sock = socket.create_connection(("127.0.0.1", service.port), timeout=5)
+    return FrameSocket(sock, 1 << 20)
+
+
+def authenticated(service, token=TOKEN):
+    frames = connect(service)
+    frames.send({"id": 0, "op": "auth", "token": token})
+    assert frames.receive()["ok"] is True
+    return frames
+
+
+def assert_refused_and_closed(frames, code):
+    reply = frames.receive()
+    assert reply["ok"] is False and reply["error"]["code"] == code
+    assert frames.receive() is None
+    frames.sock.close()
+
+
+def test_request_id_is_echoed_and_results_are_structured(internal_service):
+    frames = authenticated(internal_service)
+    frames.send({"id": "abc", "op": "items.create", "args": {"title": "t"}})
+    reply = frames.receive()
+    assert reply["id"] == "abc" and reply["ok"] is True and reply["result"]["title"] == "t"
+    frames.send({"id": 7, "op": "no.such", "args": {}})
+    assert frames.receive() == {
+        "id": 7,
+        "ok": False,
+        "error": {"code": "unknown_operation", "message": "no operation named 'no.such'"},
+    }
+    frames.sock.close()
+
+
+def test_failing_operation_returns_an_error_value_not_a_traceback(internal_service, monkeypatch):
+    def explode(storage):
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setitem(OPERATIONS, "test.explode", operations.Operation("x", explode, False))
+    frames = authenticated(internal_service)
+    frames.send({"id": 1, "op": "test.explode", "args": {}})
+    reply = frames.receive()
+    assert reply["error"] == {"code": "internal", "message": "internal error"}
+    frames.sock.close()
+
+
+@pytest.mark.parametrize(
+    "hello",
+    [
+        {"id": 0, "op": "auth"},
+        {"id": 0, "op": "auth", "token": "wrong"},
+        {"id": 0, "op": "auth", "token": secrets.token_urlsafe(32)},
+        {"id": 0, "op": "auth", "token": 12345},
+        {"id": 0, "op": "items.list", "args": {}},
+    ],
+    ids=["no-token", "wrong-token", "other-project-token", "not-a-string", "request-first"],
+)
+def test_connections_without_the_token_are_refused(internal_service, hello):
+    frames = connect(internal_service)
+    frames.send(hello)
+    assert_refused_and_closed(frames, "unauthorized")
+
+
+def test_nothing_is_processed_before_authentication(internal_service):
+    frames = connect(internal_service)
+    frames.send({"id": 1, "op": "items.create", "args": {"title": "sneaky"}})
+    assert_refused_and_closed(frames, "unauthorized")
+    assert internal_service.storage.list(10, 0)[1] == 0
+
+
+def test_oversize_frame_is_refused_before_its_body_is_read(settings, internal_service):
+    frames = authenticated(internal_service)
+    frames.sock.sendall(struct.pack(">I", settings["INTERNAL_MAX_FRAME"] + 1))
+    assert_refused_and_closed(frames, "frame_too_large")
+
+
+@pytest.mark.parametrize("payload", [b"\xff\xfe garbage", b"not json", b"[1, 2]", b'"text"'])
+def test_garbage_frames_are_refused(internal_service, payload):
+    frames = authenticated(internal_service)
+    frames.sock.sendall(struct.pack(">I", len(payload)) + payload)
+    assert_refused_and_closed(frames, "bad_frame")
+
+
+def test_a_slow_client_is_cut_off_after_the_read_timeout(settings, internal_service):
+    frames = connect(internal_service)
+    started = time.monotonic()
+    frames.sock.sendall(encode({"id": 0, "op": "auth", "token": TOKEN})[:3])
+    frames.sock.settimeout(settings["INTERNAL_READ_TIMEOUT"] * 10)
+    assert frames.sock.recv(1) == b""
+    assert time.monotonic() - started >= settings["INTERNAL_READ_TIMEOUT"] * 0.9
+    frames.sock.close()
+
+
+def test_a_client_dribbling_bytes_is_cut_off_too(settings, internal_service):
+    frames = authenticated(internal_service)
+    frame = encode({"id": 1, "op": "items.list", "args": {}})
+    started = time.monotonic()
+    limit = settings["INTERNAL_READ_TIMEOUT"] * 10
+    closed = False
+    for byte in frame[:-1]:
+        try:
+            frames.sock.sendall(bytes([byte]))
+        except OSError:
+            closed = True
+            break
+        time.sleep(settings["INTERNAL_READ_TIMEOUT"] / 4)
+        if time.monotonic() - started > limit:
+            break
+    if not closed:
+        frames.sock.settimeout(limit)
+        assert frames.sock.recv(1) == b""
+    assert time.monotonic() - started < limit
+    frames.sock.close()
+
+
+# --- the client -----------------------------------------------------------------
+
+
+def test_client_keeps_one_connection_and_reconnects_after_a_restart(settings, tmp_path):
+    service = ThreadedService(settings)
+    client = InternalClient(service.address, TOKEN)
+    try:
+        item = client.call("items.create", title="kept")
+        first = client._local.frames.sock
+        assert client.call("items.get", id=item["id"]) == item
+        assert client._local.frames.sock is first
+        service.stop()
+        service = ThreadedService(settings, port=service.port)
+        # The old connection is dead: a read is retried, a write checks before sending.
+        assert client.call("items.get", id=item["id"]) == item
+        assert client.call("items.create", title="after")["title"] == "after"
+    finally:
+        client.close()
+        service.stop()
+
+
+# --- start-up checks, on the real entry point -------------------------------------
+
+
+def start_internal(spawn, **env):
+    full = {f"{PREFIX}_{key}": str(value) for key, value in env.items()}
+    return spawn(["-m", "{{ cookiecutter.__package }}.internal"], env=full)
+
+
+def refusal(process):
+    _, stderr = process.communicate(timeout=30)
+    lines = stderr.strip().splitlines()
+    assert process.returncode != 0
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0", "::", "[::]", "", "*", "0"])
+def test_internal_service_refuses_a_wildcard_bind(spawn, bind):
+    line = refusal(start_internal(spawn, INTERNAL_BIND=bind, INTERNAL_PORT=free_port()))
+    assert f"{PREFIX}_INTERNAL_BIND" in line and "wildcard" in line
+
+
+def test_internal_service_refuses_a_public_address_on_one_host(spawn):
+    line = refusal(start_internal(spawn, INTERNAL_BIND="192.0.2.10", INTERNAL_PORT=free_port()))
+    assert f"{PREFIX}_INTERNAL_BIND" in line and "loopback" in line
+
+
+@pytest.mark.parametrize("token", ["", "short-token"])
+def test_internal_service_refuses_a_missing_or_short_token(spawn, token):
+    line = refusal(start_internal(spawn, INTERNAL_TOKEN=token, INTERNAL_PORT=free_port()))
+    assert f"{PREFIX}_INTERNAL_TOKEN" in line
+
+
+def test_internal_service_refuses_a_badly_typed_setting(spawn):
+    line = refusal(start_internal(spawn, INTERNAL_PORT="eighty"))
+    assert f"{PREFIX}_INTERNAL_PORT" in line
+
+
+def test_an_acknowledged_write_survives_a_crash(spawn):
+    port = free_port()
+    process = start_internal(spawn, INTERNAL_PORT=port)
+    wait_for_port(port, process=process)
+    client = InternalClient(f"127.0.0.1:{port}", TOKEN)
+    item = client.call("items.create", title="durable", body="x" * 1000)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    client.close()
+
+    process = start_internal(spawn, INTERNAL_PORT=port)
+    wait_for_port(port, process=process)
+    try:
+        assert client.call("items.get", id=item["id"]) == item
+    finally:
+        client.close()
