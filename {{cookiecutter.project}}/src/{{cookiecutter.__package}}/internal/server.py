@@ -84,6 +84,8 @@ class Handler(socketserver.BaseRequestHandler):
 class InternalServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 is too short when every worker reconnects at once.
+    request_queue_size = 128
 
     def __init__(self, host, port, storage, settings, sock=None):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
