@@ -234,7 +234,11 @@ def test_internal_service_refuses_a_wildcard_bind(spawn, bind):
 
 
 def test_internal_service_refuses_a_public_address_on_one_host(spawn):
-    line = refusal(start_internal(spawn, INTERNAL_BIND="192.0.2.10", INTERNAL_PORT=free_port()))
+    line = refusal(
+        start_internal(
+            spawn, INTERNAL_BIND="192.0.2.10", INTERNAL_PORT=free_port(), TRUSTED_CLIENTS=""
+        )
+    )
     assert f"{PREFIX}_INTERNAL_BIND" in line and "loopback" in line
 
 
