@@ -1,0 +1,78 @@
+"""Finish the generated project: write its secrets, drop the options not chosen.
+
+Runs inside the new project directory, needs no network and no root. Answers
+arrive as data (double ``tojson``, see pre_gen_project.py for why that is safe).
+"""
+
+import json
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+PACKAGE = json.loads({{ cookiecutter["__package"] | tojson | tojson }})
+CHOSEN = {
+    "firewall": json.loads({{ cookiecutter.firewall | tojson | tojson }}),
+}
+
+# option -> choice -> paths (relative to the project) that only that choice
+# needs. The paths of every choice not taken are removed. Add new options here.
+OPTION_PATHS = {
+    "firewall": {
+        "nftables": ["deploy/firewall/nftables"],
+        "ufw": ["deploy/firewall/ufw"],
+        "iptables": ["deploy/firewall/iptables"],
+    },
+}
+
+ENV_FILE = ".env"
+TOKEN_BYTES = 48  # token_urlsafe(48) gives 64 characters
+
+
+def write_env_file(project_dir):
+    """Create .env with a fresh token, mode 0600 from the start (no wider window)."""
+    prefix = PACKAGE.upper()
+    text = (
+        "# Local secrets for development. Never commit this file (.gitignore has it).\n"
+        f"{prefix}_INTERNAL_TOKEN={secrets.token_urlsafe(TOKEN_BYTES)}\n"
+    )
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    descriptor = os.open(project_dir / ENV_FILE, flags, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as env_file:
+        env_file.write(text)
+    # The umask can only narrow 0600; make sure nothing widened it either.
+    os.chmod(project_dir / ENV_FILE, 0o600)
+
+
+def remove_unchosen(project_dir):
+    """Delete the files of every option value that was not chosen."""
+    for option, choices in OPTION_PATHS.items():
+        keep = set(choices.get(CHOSEN[option], []))
+        for choice, paths in choices.items():
+            if choice == CHOSEN[option]:
+                continue
+            for relative in paths:
+                if relative in keep:
+                    continue
+                path = project_dir / relative
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                elif path.exists() or path.is_symlink():
+                    path.unlink()
+
+
+def main():
+    """Run the steps in the project directory cookiecutter starts us in."""
+    project_dir = Path.cwd()
+    for option, value in CHOSEN.items():
+        if value not in OPTION_PATHS[option]:
+            message = f"error: {option}={value!r} has no entry in OPTION_PATHS"
+            print(message, file=sys.stderr)
+            sys.exit(1)
+    remove_unchosen(project_dir)
+    write_env_file(project_dir)
+
+
+if __name__ == "__main__":
+    main()
