@@ -1,0 +1,226 @@
+"""Every combination of options bakes a clean, lint-free project with its secrets."""
+
+import fnmatch
+import itertools
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tomllib
+
+import jinja2
+import pytest
+from conftest import COOKIECUTTER_JSON, clean_env
+
+FIREWALLS = COOKIECUTTER_JSON["firewall"]
+TRUSTED_CLIENTS = ["", "192.0.2.10, 2001:db8::/64"]
+COMBINATIONS = list(itertools.product([True, False], FIREWALLS, TRUSTED_CLIENTS))
+
+
+def bake_ok(cookies, **answers):
+    """Bake with the given answers and insist that it worked."""
+    result = cookies.bake(extra_context=answers)
+    assert result.exception is None, result.exception
+    assert result.exit_code == 0
+    assert result.project_path.is_dir()
+    return result
+
+
+def text_files(root):
+    """(relative path, text) of every file that decodes as UTF-8 text."""
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or path.is_symlink():
+            continue
+        data = path.read_bytes()
+        if b"\0" in data:
+            continue
+        try:
+            yield path.relative_to(root).as_posix(), data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+
+
+def copy_without_render_patterns(context):
+    """The template's _copy_without_render globs, rendered for this bake."""
+    patterns = COOKIECUTTER_JSON.get("_copy_without_render", [])
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    return [
+        environment.from_string(pattern).render(cookiecutter=context)
+        for pattern in patterns
+    ]
+
+
+def shell_scripts(root):
+    """Every *.sh file, and every other file that starts with a sh/bash shebang."""
+    found = []
+    for relative, text in text_files(root):
+        first_line = text.split("\n", 1)[0]
+        if relative.endswith(".sh") or re.match(
+            r"#!\s*/\S*/(env\s+)?(ba|da)?sh\b", first_line
+        ):
+            found.append(relative)
+    return found
+
+
+def env_token(project_path, package):
+    """The internal token line of the generated .env, checked for its form."""
+    env_file = project_path / ".env"
+    assert env_file.is_file(), ".env was not generated"
+    mode = stat.S_IMODE(env_file.stat().st_mode)
+    assert mode == 0o600, f".env has mode {mode:o}, not 600"
+    name = f"{package.upper()}_INTERNAL_TOKEN"
+    lines = env_file.read_text("utf-8").splitlines()
+    assert lines[0].startswith("#"), "the .env should open with a comment line"
+    values = [line.split("=", 1)[1] for line in lines if line.startswith(f"{name}=")]
+    assert len(values) == 1, f"{name} should be set exactly once in .env"
+    assert re.fullmatch(r"[A-Za-z0-9_-]{32,}", values[0]), "token too short"
+    return values[0]
+
+
+def run(command, cwd):
+    """Run a checker, returning (exit code, output)."""
+    completed = subprocess.run(
+        command,
+        cwd=cwd,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return completed.returncode, completed.stdout + completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("harden", "firewall", "trusted_clients"),
+    COMBINATIONS,
+    ids=[
+        f"harden={h}-{f}-trusted={'yes' if t else 'none'}" for h, f, t in COMBINATIONS
+    ],
+)
+def test_every_option_combination_bakes_a_clean_project(
+    cookies, harden, firewall, trusted_clients
+):
+    result = bake_ok(
+        cookies, harden=harden, firewall=firewall, trusted_clients=trusted_clients
+    )
+    project = result.project_path
+    package = result.context["__package"]
+
+    # Nothing of the template language is left over.
+    unrendered = copy_without_render_patterns(result.context)
+    for relative, text in text_files(project):
+        assert "{{ cookiecutter." not in text, f"{relative}: unrendered variable"
+        assert "{{cookiecutter." not in text, f"{relative}: unrendered variable"
+        if any(fnmatch.fnmatch(relative, pattern) for pattern in unrendered):
+            continue
+        assert "{{" not in text, f"{relative}: leftover '{{{{'"
+        assert "{%" not in text, f"{relative}: leftover '{{%'"
+
+    # The generated Python passes its own linter and formatter settings.
+    ruff = [sys.executable, "-m", "ruff"]
+    code, output = run([*ruff, "check", "--no-cache", "."], project)
+    assert code == 0, f"ruff check failed:\n{output}"
+    code, output = run([*ruff, "format", "--check", "--no-cache", "."], project)
+    assert code == 0, f"ruff format --check failed:\n{output}"
+
+    # Every shell script passes shellcheck (CI installs it: missing is a failure).
+    scripts = shell_scripts(project)
+    if scripts:
+        shellcheck = shutil.which("shellcheck")
+        assert shellcheck, "shellcheck is not installed (apt-get install shellcheck)"
+        code, output = run([shellcheck, "--external-sources", *scripts], project)
+        assert code == 0, f"shellcheck failed:\n{output}"
+
+    # The secrets exist, private, and are never committed.
+    env_token(project, package)
+    gitignore = (project / ".gitignore").read_text("utf-8").splitlines()
+    assert {".env", "/.env"} & {line.strip() for line in gitignore}
+
+    # Only the chosen firewall backend is shipped.
+    firewall_dir = project / "deploy" / "firewall"
+    for backend in FIREWALLS:
+        present = (firewall_dir / backend).exists()
+        assert present == (backend == firewall), f"deploy/firewall/{backend}"
+
+    # The trusted clients made it into the project.
+    if trusted_clients:
+        everything = "\n".join(text for _, text in text_files(project))
+        assert "192.0.2.10" in everything
+        assert "2001:db8::/64" in everything
+
+
+def test_each_bake_gets_its_own_token(cookies):
+    first = bake_ok(cookies)
+    second = bake_ok(cookies)
+    package = first.context["__package"]
+    first_token = env_token(first.project_path, package)
+    second_token = env_token(second.project_path, package)
+    assert first_token != second_token
+
+
+# Free text that tries every way out of a TOML, Python or Markdown string.
+# cookiecutter renders command-line and extra_context values as Jinja, so the
+# braces are wrapped in {% raw %}: the value that reaches the files holds them.
+TRICKY = (
+    'It\'s "quoted" \'\'\' """ back\\slash \\n \\u0041 '
+    "{% raw %}{{ cookiecutter.project }} {% if x %}{% endraw %} "
+    "__import__('os').system('touch \"$BASTION_INJECTION_MARKER\"') "
+    "é ü ß 中文 😀 <b>&amp;</b> `tick` $HOME # [x](y)"
+)
+TRICKY_RENDERED = TRICKY.replace("{% raw %}", "").replace("{% endraw %}", "")
+
+
+def test_quotes_backslashes_braces_and_unicode_in_free_text_stay_data(
+    cookies, tmp_path, monkeypatch
+):
+    marker = tmp_path / "MARKER"
+    monkeypatch.setenv("BASTION_INJECTION_MARKER", str(marker))
+    description = "Desc: " + TRICKY
+    author = 'Ålice Ö\'Brien "the" author \\ ' + TRICKY
+    result = bake_ok(cookies, description=description, author=author)
+    project = result.project_path
+    package = result.context["__package"]
+
+    # The value that the files must hold, as cookiecutter rendered it.
+    assert result.context["description"] == "Desc: " + TRICKY_RENDERED
+    expected_author = 'Ålice Ö\'Brien "the" author \\ ' + TRICKY_RENDERED
+    assert result.context["author"] == expected_author
+
+    metadata = tomllib.loads((project / "pyproject.toml").read_text("utf-8"))
+    assert metadata["project"]["description"] == "Desc: " + TRICKY_RENDERED
+    authors = metadata["project"]["authors"]
+    assert authors[0]["name"] == expected_author
+
+    # Every module of the generated package imports (which compiles it).
+    importer = (
+        "import importlib, pkgutil, sys\n"
+        f"package = importlib.import_module({package!r})\n"
+        "for module in pkgutil.walk_packages(package.__path__, package.__name__ + '.'):\n"
+        "    if not module.name.endswith('__main__'):\n"
+        "        importlib.import_module(module.name)\n"
+        "print('imported', package.__name__)\n"
+    )
+    env = {**clean_env(), "PYTHONPATH": str(project / "src")}
+    env["BASTION_INJECTION_MARKER"] = str(marker)
+    completed = subprocess.run(
+        [sys.executable, "-c", importer],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+    # ruff still parses every file (a broken string literal would not).
+    code, output = run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "."], project
+    )
+    assert code == 0, f"ruff check failed:\n{output}"
+
+    assert not marker.exists(), "text from an answer was executed"
+    assert not os.path.exists(project / "MARKER")
