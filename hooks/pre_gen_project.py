@@ -9,7 +9,7 @@ runs it, so an answer pasted in as text would become Python source. Instead
 each answer is encoded twice with Jinja's ``tojson``:
 
 * the inner ``tojson`` turns the value into JSON text: pure ASCII (non-ASCII
-  and control characters become \\uXXXX escapes), no raw quote can end it;
+  and control characters become \\u00e9-style escapes), no raw quote can end it;
 * the outer ``tojson`` turns that text into a JSON string literal. Its only
   escapes are \\" and \\\\, which mean the same in Python, so the literal
   is a valid Python string whatever the answer holds (quotes, triple quotes,

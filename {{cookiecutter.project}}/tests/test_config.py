@@ -39,6 +39,12 @@ def test_a_bad_value_is_one_error_naming_the_variable(monkeypatch, name, value):
     assert "\n" not in str(caught.value)
 
 
+def test_a_misspelt_variable_is_refused_not_ignored(monkeypatch):
+    monkeypatch.setenv(f"{PREFIX}_INTERNAL_TOKNE", "x" * 40)
+    with pytest.raises(config.SettingsError, match=f"{PREFIX}_INTERNAL_TOKNE is not a setting"):
+        config.load()
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "::1", "[::1]"])
 def test_loopback_binds_are_allowed(host):
     assert check_bind("INTERNAL_BIND", host) in {"127.0.0.1", "127.0.0.53", "::1"}

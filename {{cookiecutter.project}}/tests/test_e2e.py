@@ -1,12 +1,19 @@
-"""Both servers as real processes, gunicorn included, checked through the OS."""
+"""Both servers as real processes, started by honcho from the Procfile, checked through the OS."""
 
 import json
+import os
+import signal
+import socket
+import sys
 import urllib.request
+from pathlib import Path
 
 import psutil
 import pytest
 
-from .conftest import PREFIX, free_port, wait_for_port
+from .conftest import PREFIX, TOKEN, free_port, wait_for_port
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def listening_addresses(pid):
@@ -31,26 +38,44 @@ def request(method, url, payload=None):
 
 
 @pytest.fixture
-def stack(spawn, tmp_path):
+def honcho(spawn, tmp_path):
+    """`honcho start` as a developer runs it, with the ports and token in its env file."""
     ports = {"PUBLIC_PORT": free_port(), "INTERNAL_PORT": free_port()}
-    env = {f"{PREFIX}_{key}": str(value) for key, value in ports.items()}
-    internal = spawn(["-m", "{{ cookiecutter.__package }}.internal"], env=env)
-    wait_for_port(ports["INTERNAL_PORT"], process=internal)
-    api = spawn(["-m", "gunicorn", "-c", "python:{{ cookiecutter.__package }}.gunicorn_api"], env=env)
-    wait_for_port(ports["PUBLIC_PORT"], process=api)
-    return ports, internal, api
+    env_file = tmp_path / "test.env"
+    settings = {**ports, "INTERNAL_TOKEN": TOKEN, "STATE_DIR": tmp_path / "state"}
+    env_file.write_text("".join(f"{PREFIX}_{key}={value}\n" for key, value in settings.items()))
+    bin_dir = os.path.dirname(sys.executable)
+    process = spawn(
+        ["-m", "honcho", "-f", str(PROJECT_ROOT / "Procfile"), "-e", str(env_file), "start"],
+        env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+        cwd=tmp_path,
+    )
+    wait_for_port(ports["INTERNAL_PORT"], process=process)
+    wait_for_port(ports["PUBLIC_PORT"], process=process)
+    return ports, process
 
 
-def test_both_servers_listen_on_loopback_only_and_serve(stack):
-    ports, internal, api = stack
-    assert listening_addresses(internal.pid) == {("127.0.0.1", ports["INTERNAL_PORT"])}
-    assert listening_addresses(api.pid) == {("127.0.0.1", ports["PUBLIC_PORT"])}
-
+def test_both_servers_listen_on_loopback_only_and_serve(honcho):
+    ports, process = honcho
+    assert listening_addresses(process.pid) == {
+        ("127.0.0.1", ports["PUBLIC_PORT"]),
+        ("127.0.0.1", ports["INTERNAL_PORT"]),
+    }
     base = f"http://127.0.0.1:{ports['PUBLIC_PORT']}/api/v1"
     assert request("GET", f"{base}/ready") == (200, {"status": "ready"})
     status, item = request("POST", f"{base}/items", {"title": "end to end"})
     assert status == 201
     assert request("GET", f"{base}/items/{item['id']}") == (200, item)
+
+
+def test_ctrl_c_stops_both_servers(honcho):
+    _, process = honcho
+    children = psutil.Process(process.pid).children(recursive=True)
+    assert len(children) >= 3  # shells or servers, gunicorn workers
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=20)
+    _, alive = psutil.wait_procs(children, timeout=20)
+    assert alive == []
 
 
 def test_gunicorn_config_refuses_a_wildcard_public_bind(spawn):
@@ -61,3 +86,39 @@ def test_gunicorn_config_refuses_a_wildcard_public_bind(spawn):
     _, stderr = api.communicate(timeout=30)
     assert api.returncode != 0
     assert f"{PREFIX}_PUBLIC_BIND" in stderr and "wildcard" in stderr
+
+
+# Put the socket on fd 3 and set LISTEN_PID to our own pid, which exec keeps: what systemd does.
+SOCKET_ACTIVATION = (
+    "import os, sys; os.dup2(int(sys.argv[1]), 3); "
+    "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1'); "
+    "os.execv(sys.executable, [sys.executable, '-m', '{{ cookiecutter.__package }}.internal'])"
+)
+
+
+def socket_activated(spawn, host):
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listener.bind((host, 0))
+    if host == "127.0.0.1":
+        # A wildcard socket stays bound but never listening: nothing is exposed, even briefly.
+        listener.listen()
+    process = spawn(["-c", SOCKET_ACTIVATION, str(listener.fileno())], pass_fds=[listener.fileno()])
+    port = listener.getsockname()[1]
+    listener.close()
+    return process, port
+
+
+def test_internal_service_serves_a_socket_from_systemd(spawn):
+    process, port = socket_activated(spawn, "127.0.0.1")
+    wait_for_port(port, process=process)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(b"\x00\x00\x00\x02{}")
+        assert conn.recv(4096)  # the refusal of a frame without the token
+    assert listening_addresses(process.pid) == {("127.0.0.1", port)}
+
+
+def test_internal_service_refuses_an_inherited_wildcard_socket(spawn):
+    process, _ = socket_activated(spawn, "0.0.0.0")
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode != 0
+    assert f"{PREFIX}_INTERNAL_BIND" in stderr and "wildcard" in stderr

@@ -81,6 +81,12 @@ def load():
     settings = Config(str(Path.cwd()))
     settings.from_mapping(DEFAULTS)
     settings.from_prefixed_env(PREFIX)
+    unknown = sorted(set(settings) - set(DEFAULTS))
+    if unknown:
+        # A misspelt variable would otherwise be ignored without a word.
+        raise SettingsError(
+            f"{_env_name(unknown[0])} is not a setting; known: {', '.join(sorted(DEFAULTS))}"
+        )
     for key in DEFAULTS:
         settings[key] = _coerce(key, settings[key])
     if not settings["INTERNAL_ADDRESS"]:
