@@ -65,19 +65,19 @@ class InternalClient:
 
     def call(self, op, **args):
         """Run an operation and return its result, or raise an InternalError."""
-        frames, fresh = self._connection(probe=op not in self.retryable)
-        try:
-            return self._round_trip(frames, op, args)
-        except (ConnectionError, ProtocolError) as exc:
-            self.close()
-            if fresh or op not in self.retryable:
-                raise InternalError(f"connection to the internal service broke: {exc}") from None
-        frames, _ = self._connection(probe=False)
-        try:
-            return self._round_trip(frames, op, args)
-        except (ConnectionError, ProtocolError) as exc:
-            self.close()
-            raise InternalError(f"connection to the internal service broke: {exc}") from None
+        retryable = op in self.retryable
+        while True:
+            frames, fresh = self._connection(probe=not retryable)
+            try:
+                return self._round_trip(frames, op, args)
+            except (ConnectionError, ProtocolError) as exc:
+                self.close()
+                # A pooled connection that broke is retried once on a new one, if safe.
+                if fresh or not retryable:
+                    raise InternalError(
+                        f"connection to the internal service broke: {exc}"
+                    ) from None
+                retryable = False
 
     def close(self):
         frames = getattr(self._local, "frames", None)
