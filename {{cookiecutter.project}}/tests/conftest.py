@@ -39,6 +39,15 @@ def wait_for_port(port, timeout=15.0, process=None):
     raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
+def refusal(process):
+    """A start-up refusal: non-zero exit and exactly one line on stderr, which is returned."""
+    _, stderr = process.communicate(timeout=30)
+    lines = stderr.strip().splitlines()
+    assert process.returncode != 0
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
 @pytest.fixture(autouse=True)
 def environment(monkeypatch, tmp_path):
     """Every test starts from the defaults, never from a developer's .env or shell."""

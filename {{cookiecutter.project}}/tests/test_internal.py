@@ -14,7 +14,7 @@ from {{ cookiecutter.__package }}.internal.protocol import FrameSocket, encode
 from {{ cookiecutter.__package }}.internal.storage import Storage
 from {{ cookiecutter.__package }}.internal_client import InternalClient
 
-from .conftest import PREFIX, TOKEN, ThreadedService, free_port, wait_for_port
+from .conftest import PREFIX, TOKEN, ThreadedService, free_port, refusal, wait_for_port
 
 # --- operations, called directly -------------------------------------------------
 
@@ -217,14 +217,6 @@ def test_client_keeps_one_connection_and_reconnects_after_a_restart(settings, tm
 def start_internal(spawn, **env):
     full = {f"{PREFIX}_{key}": str(value) for key, value in env.items()}
     return spawn(["-m", "{{ cookiecutter.__package }}.internal"], env=full)
-
-
-def refusal(process):
-    _, stderr = process.communicate(timeout=30)
-    lines = stderr.strip().splitlines()
-    assert process.returncode != 0
-    assert len(lines) == 1, stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize("bind", ["0.0.0.0", "::", "[::]", "", "*", "0"])
