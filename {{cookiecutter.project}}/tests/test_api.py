@@ -202,31 +202,3 @@ def test_index_page_has_no_inline_script_or_style(client):
     assert '<script src="/static/app.js" defer></script>' in html
     assert "<style" not in html and "style=" not in html and "<script>" not in html
     assert client.get("/static/app.js").status_code == 200
-
-
-HARDEN_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "X-Download-Options": "noopen",
-    "X-XSS-Protection": "0",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store, max-age=0",
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
-}
-
-
-@pytest.mark.parametrize("harden", [True, False])
-def test_harden_switch_adds_or_leaves_out_the_headers(internal_service, harden):
-    app = create_app({"INTERNAL_ADDRESS": internal_service.address, "HARDEN": harden})
-    response = app.test_client().get("/api/v1/health")
-    assert response.get_json() == {"status": "ok"}
-    for name, value in HARDEN_HEADERS.items():
-        assert response.headers.get(name) == (value if harden else None), name
-
-
-def test_hsts_only_on_https_when_hardened(internal_service):
-    app = create_app({"INTERNAL_ADDRESS": internal_service.address, "HARDEN": True})
-    client = app.test_client()
-    assert "Strict-Transport-Security" not in client.get("/api/v1/health").headers
-    secure = client.get("/api/v1/health", base_url="https://localhost")
-    assert secure.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"

@@ -19,6 +19,9 @@ DEFAULTS = {
     # Where gunicorn listens; nginx proxies to it.
     "PUBLIC_BIND": "127.0.0.1",
     "PUBLIC_PORT": {{ cookiecutter.public_port | int }},
+    # Proxies in front of the API that append to X-Forwarded-For/-Proto (nginx: 1).
+    # 0 means none: forwarded headers are ignored. Only PROXY_ADDRESSES are believed.
+    "PROXY_HOPS": 1,
     # gunicorn worker processes; each keeps one connection to the internal service.
     "WORKERS": 2,
     # Where the internal service listens. Wildcards are always refused.
@@ -46,6 +49,11 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 131072,
     "LOG_LEVEL": "INFO",
 }
+
+
+# The only peers whose X-Forwarded-* headers count: the proxy runs on this host.
+# gunicorn's forwarded_allow_ips and api/proxy.py both read this one list.
+PROXY_ADDRESSES = ("127.0.0.1", "::1")
 
 
 class SettingsError(ValueError):

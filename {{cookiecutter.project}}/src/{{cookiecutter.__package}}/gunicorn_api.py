@@ -4,6 +4,8 @@ Every value comes from config.py, so the environment variables documented in
 README.md are the one place to change them.
 """
 
+from gunicorn.http import wsgi as _gunicorn_wsgi
+
 # Module-level names are read as gunicorn settings, and "config" is one: keep it private.
 from . import config as _config
 from .bindcheck import BindError, check_bind
@@ -26,6 +28,26 @@ worker_tmp_dir = "/dev/shm"  # noqa: S108 - a fixed RAM directory, not a temp fi
 # No runtime control socket: nothing to guard in $HOME or elsewhere.
 control_socket_disable = True
 # Only the local proxy may tell us the client's scheme and address.
-forwarded_allow_ips = "127.0.0.1,::1"
+forwarded_allow_ips = ",".join(_config.PROXY_ADDRESSES)
+# The scheme is decided in one place, api/proxy.py (ProxyFix with PROXY_HOPS):
+# gunicorn's own reading of X-Forwarded-Proto/-Ssl/-Protocol is switched off.
+secure_scheme_headers = {}
 loglevel = _settings["LOG_LEVEL"].lower()
 errorlog = "-"
+
+
+def _without_server_header(default_headers):
+    def headers(response):
+        return [line for line in default_headers(response) if not line.startswith("Server:")]
+
+    return headers
+
+
+if _settings["HARDEN"]:
+    # hidePoweredBy: gunicorn writes "Server: gunicorn" in Response.default_headers
+    # and has no setting for it. This file is loaded by the master before it
+    # forks, so wrapping that method here drops the line in every worker.
+    # An empty "Server:" would still name a header; the line is removed instead.
+    _gunicorn_wsgi.Response.default_headers = _without_server_header(
+        _gunicorn_wsgi.Response.default_headers
+    )

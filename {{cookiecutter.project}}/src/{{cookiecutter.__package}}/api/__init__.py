@@ -4,7 +4,7 @@ from flask_openapi3 import Info, OpenAPI
 
 from .. import __version__, config
 from ..internal_client import InternalClient
-from . import errors, harden, pages, routes
+from . import errors, harden, pages, proxy, routes
 
 
 def create_app(overrides=None):
@@ -34,4 +34,5 @@ def create_app(overrides=None):
     app.register_blueprint(pages.bp)
     if app.config["HARDEN"]:
         harden.apply(app)
+    app.wsgi_app = proxy.trust_proxy(app.wsgi_app, app.config["PROXY_HOPS"])
     return app
