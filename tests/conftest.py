@@ -127,3 +127,35 @@ def run_cookiecutter(tmp_path):
         return CookiecutterRun(completed, output_dir)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def default_project(cookies_session):
+    """One project baked with the default answers, shared by the tests that run it."""
+    result = cookies_session.bake()
+    assert result.exception is None, result.exception
+    return result.project_path
+
+
+def _running_stack(default_project, tmp_path_factory, harden):
+    from stack import Stack
+
+    package = default_answers()["__package"]
+    work = tmp_path_factory.mktemp("hardened" if harden else "plain")
+    stack = Stack(default_project, package, work, harden)
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def hardened_stack(default_project, tmp_path_factory):
+    """The default project's API (harden on) and internal service, running on loopback."""
+    yield from _running_stack(default_project, tmp_path_factory, True)
+
+
+@pytest.fixture(scope="session")
+def plain_stack(default_project, tmp_path_factory):
+    """The same with harden off, to show that the tests can see the difference."""
+    yield from _running_stack(default_project, tmp_path_factory, False)
