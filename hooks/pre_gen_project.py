@@ -60,7 +60,7 @@ DEPENDENCY_IMPORT_NAMES = frozenset(
     charset_normalizer cookiecutter pytest_cookies binaryornot arrow slugify
     text_unidecode yaml rich pygments markdown_it mdurl dateutil tzdata
     packaging pip setuptools pkg_resources wheel _distutils_hack six
-    drheader coverage hypothesis
+    drheader playwright greenlet coverage hypothesis
     """.split()
 )
 

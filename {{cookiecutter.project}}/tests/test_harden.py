@@ -10,7 +10,7 @@ but not one of config.PROXY_ADDRESSES.
 import http.client
 
 import pytest
-from flask import request
+from flask import request, session
 
 from {{ cookiecutter.__package }}.api import create_app
 
@@ -208,4 +208,20 @@ def test_harden_switch_leaves_the_answers_themselves_alone(internal_service, har
     assert created.status_code == 201
     assert client.get(created.headers["Location"]).get_json()["title"] == "same either way"
     assert client.get("/api/v1/health").get_json() == {"status": "ok"}
+    app.extensions["internal_client"].close()
+
+
+def test_a_session_cookie_would_be_secure_httponly_and_samesite(internal_service):
+    """The API sets no cookie; one added later gets the flags without more work."""
+    app = create_app({"INTERNAL_ADDRESS": internal_service.address, "HARDEN": True})
+    app.secret_key = "a test key, never a real one"  # noqa: S105
+
+    @app.get("/login")
+    def login():
+        session["user"] = "someone"
+        return {"ok": True}
+
+    cookie = app.test_client().get("/login", base_url="https://localhost").headers["Set-Cookie"]
+    flags = {part.strip().lower() for part in cookie.split(";")}
+    assert {"secure", "httponly", "samesite=strict"} <= flags
     app.extensions["internal_client"].close()
