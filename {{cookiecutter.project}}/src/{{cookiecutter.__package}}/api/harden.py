@@ -1,7 +1,7 @@
 """The harden switch: the protections Helmet gives Express, plus current best practice.
 
 flask-talisman sends what it covers: CSP, HSTS, frameguard, nosniff,
-Referrer-Policy, Permissions-Policy and the session cookie flags. This module
+ieNoOpen, Referrer-Policy, Permissions-Policy and the session cookie flags. This module
 adds the rest. HSTS is set by Talisman and nowhere else, not in nginx either:
 two layers that both set it produce a merged header that scanners reject.
 The `Server` header is removed in gunicorn_api.py, since gunicorn writes it
@@ -48,8 +48,6 @@ PERMISSIONS_POLICY = {
 }
 
 EXTRA_HEADERS = {
-    # ieNoOpen: old IE must not open downloads in the site's context.
-    "X-Download-Options": "noopen",
     # xssFilter: the legacy XSS auditor could be abused to leak data from a page;
     # 0 turns it off, as current Helmet does. The CSP is the real protection.
     "X-XSS-Protection": "0",
@@ -88,6 +86,8 @@ def apply(app):
         # the socket, and never from a header a client could send.
         force_https=False,
         frame_options=DENY,
+        # ieNoOpen (X-Download-Options: noopen): old IE must not open downloads in the site.
+        force_file_save=True,
         strict_transport_security=True,
         strict_transport_security_max_age=31536000,
         strict_transport_security_include_subdomains=True,
