@@ -32,6 +32,15 @@ TOKEN_BYTES = 48  # token_urlsafe(48) gives 64 characters
 
 def write_env_file(project_dir):
     """Create .env with a fresh token, mode 0600 from the start (no wider window)."""
+    path = project_dir / ENV_FILE
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        print(f"error: {ENV_FILE} exists and is not a regular file; remove it", file=sys.stderr)
+        sys.exit(1)
+    if path.exists():
+        # Regenerating over a project (--overwrite-if-exists): its token stays valid.
+        os.chmod(path, 0o600)
+        print(f"kept the existing {ENV_FILE} and its token", file=sys.stderr)
+        return
     prefix = PACKAGE.upper()
     text = (
         "# Local secrets for development. Never commit this file (.gitignore has it).\n"

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,16 @@ def pytest_configure(config):
     """Point pytest-cookies at the repository root, wherever pytest was started."""
     if Path(config.option.template).resolve() == Path.cwd().resolve():
         config.option.template = str(TEMPLATE_DIR)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hook_temp_files(tmp_path_factory):
+    """cookiecutter never deletes the hook scripts it writes to the temp directory;
+    for bakes in this process (pytest-cookies), that is a directory pytest cleans."""
+    saved = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.mktemp("cookiecutter-hooks"))
+    yield
+    tempfile.tempdir = saved
 
 
 def clean_env():
@@ -84,10 +95,14 @@ def run_cookiecutter(tmp_path):
     """
     counter = iter(range(1000))
 
-    def run(*answers, replay=None, env=None):
+    def run(*answers, replay=None, env=None, flags=(), output_dir=None):
         work = tmp_path / f"run{next(counter)}"
-        output_dir = work / "out"
-        output_dir.mkdir(parents=True)
+        if output_dir is None:
+            output_dir = work / "out"
+            output_dir.mkdir(parents=True)
+        # cookiecutter writes each hook to a temp file it never deletes: keep them here.
+        temp_dir = work / "tmp"
+        temp_dir.mkdir(parents=True)
         config = work / "config.yaml"
         config.write_text(
             f'cookiecutters_dir: "{work / "cookiecutters"}"\n'
@@ -102,6 +117,7 @@ def run_cookiecutter(tmp_path):
             str(config),
             "--output-dir",
             str(output_dir),
+            *flags,
         ]
         if replay is None:
             command += ["--no-input", str(TEMPLATE_DIR), *answers]
@@ -115,7 +131,7 @@ def run_cookiecutter(tmp_path):
         completed = subprocess.run(
             command,
             cwd=work,
-            env={**clean_env(), **(env or {})},
+            env={**clean_env(), "TMPDIR": str(temp_dir), **(env or {})},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

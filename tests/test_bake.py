@@ -161,6 +161,31 @@ def test_each_bake_gets_its_own_token(cookies):
     assert first_token != second_token
 
 
+def test_regenerating_over_a_project_keeps_its_token(run_cookiecutter):
+    """cookiecutter -f over an existing project: the running token stays valid."""
+    first = run_cookiecutter()
+    assert first.returncode == 0, first
+    project = first.output_dir / "myservice"
+    token = env_token(project, "myservice")
+    (project / ".env").chmod(0o644)
+    again = run_cookiecutter(flags=["--overwrite-if-exists"], output_dir=first.output_dir)
+    assert again.returncode == 0, again
+    assert env_token(project, "myservice") == token
+    assert again.stderr.strip().splitlines() == ["kept the existing .env and its token"]
+
+
+def test_regenerating_over_a_symlinked_env_is_refused(run_cookiecutter, tmp_path):
+    first = run_cookiecutter()
+    env_file = first.output_dir / "myservice" / ".env"
+    env_file.unlink()
+    target = tmp_path / "elsewhere"
+    env_file.symlink_to(target)
+    again = run_cookiecutter(flags=["--overwrite-if-exists"], output_dir=first.output_dir)
+    assert again.returncode != 0
+    assert "error: .env exists and is not a regular file; remove it" in again.stderr
+    assert not target.exists()
+
+
 # Free text that tries every way out of a TOML, Python or Markdown string.
 # cookiecutter renders command-line and extra_context values as Jinja, so the
 # braces are wrapped in {% raw %}: the value that reaches the files holds them.
