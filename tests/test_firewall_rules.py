@@ -666,9 +666,10 @@ def test_ufw_script_refuses_without_root(bake, tmp_path):
     """Without --dry-run an ordinary user gets one clear line and exit status 1."""
     script = bake("ufw", "mixed") / "ufw-rules.sh"
     if os.geteuid() == 0:
-        # Run it as nobody from a copy that nobody can read.
+        # Run it as nobody from a copy that nobody can read: in /tmp itself,
+        # since pytest's own temporary directories are private to root.
         setpriv = tool("setpriv", "util-linux")
-        folder = Path(tempfile.mkdtemp(prefix="fwtest-"))
+        folder = Path(tempfile.mkdtemp(prefix="fwtest-", dir="/tmp"))
         try:
             folder.chmod(0o755)
             copy = folder / "ufw-rules.sh"
