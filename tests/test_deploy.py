@@ -1,0 +1,363 @@
+"""The deployment scripts, run for real as root.
+
+setup-user.sh creates a real system account, install.sh builds a real venv
+from the system python3, and then both servers run as that account with the
+command lines and env file of the systemd units. Every account, directory and
+process made here is removed afterwards, and names are unique per run.
+
+Paths go below a fresh directory in /tmp (both scripts take --root), which
+the service account can traverse: pytest's own temporary directories are
+private to root.
+"""
+
+import os
+import pwd
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import default_answers
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0,
+    reason="creates system accounts and runs processes as them: needs root (CI runs as root)",
+)
+
+PROJECT = default_answers()["project"]
+PACKAGE = default_answers()["__package"]
+PREFIX = PACKAGE.upper()
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def run(args, **kwargs):
+    return subprocess.run(
+        [str(arg) for arg in args],
+        capture_output=True,
+        text=True,
+        timeout=kwargs.pop("timeout", 120),
+        check=False,
+        **kwargs,
+    )
+
+
+def owner_and_mode(path):
+    info = Path(path).stat()
+    user = pwd.getpwuid(info.st_uid).pw_name
+    group = Path(path).group()
+    return f"{user}:{group} {stat.S_IMODE(info.st_mode):o}"
+
+
+def shadow_password(name):
+    for line in Path("/etc/shadow").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name:
+            return fields[1]
+    raise AssertionError(f"{name} is not in /etc/shadow")
+
+
+@pytest.fixture
+def deploy_root():
+    root = Path(tempfile.mkdtemp(prefix="bastion-deploy-", dir="/tmp"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def remove_account(name):
+    """Stop whatever runs as name, then remove the account and its group."""
+    run(["pkill", "-KILL", "-u", name])
+    run(["userdel", name])
+    run(["groupdel", name])
+
+
+@pytest.fixture
+def account():
+    """A unique account name; the account is removed at the end if it was made."""
+    name = "bt" + secrets.token_hex(4)
+    try:
+        yield name
+    finally:
+        remove_account(name)
+
+
+@pytest.fixture
+def scripts(default_project, deploy_root):
+    """The generated deploy/ scripts, and a world-readable copy of setup-user.sh."""
+    deploy = default_project / "deploy"
+    readable = deploy_root / "setup-user.sh"
+    shutil.copy(deploy / "setup-user.sh", readable)
+    readable.chmod(0o755)
+    return {"setup": deploy / "setup-user.sh", "install": deploy / "install.sh", "copy": readable}
+
+
+def test_setup_user_makes_a_locked_system_account_and_a_second_run_changes_nothing(
+    scripts, deploy_root, account
+):
+    first = run([scripts["setup"], "--root", deploy_root, "--user", account])
+    assert first.returncode == 0, first.stderr
+    assert "change: useradd --system" in first.stdout
+
+    entry = pwd.getpwnam(account)
+    assert entry.pw_shell == "/usr/sbin/nologin"
+    assert entry.pw_uid < 1000
+    assert entry.pw_dir == str(deploy_root / "var/lib" / PROJECT)
+    assert shadow_password(account).startswith(("!", "*"))
+    assert run(["id", "-Gn", account]).stdout.split() == [account]
+    assert owner_and_mode(deploy_root / "opt" / PROJECT) == "root:root 755"
+    assert owner_and_mode(deploy_root / "etc" / PROJECT) == f"root:{account} 750"
+    assert owner_and_mode(deploy_root / "var/lib" / PROJECT) == f"{account}:{account} 750"
+
+    second = run([scripts["setup"], "--root", deploy_root, "--user", account])
+    assert second.returncode == 0, second.stderr
+    assert not [line for line in second.stdout.splitlines() if line.startswith("change:")]
+    assert second.stdout.splitlines()[-1].startswith("nothing to change")
+
+
+def test_setup_user_dry_run_lists_changes_and_makes_none(scripts, deploy_root, account):
+    result = run([scripts["setup"], "--dry-run", "--root", deploy_root, "--user", account])
+    assert result.returncode == 0, result.stderr
+    assert "would: useradd --system" in result.stdout
+    assert run(["getent", "passwd", account]).returncode != 0
+    assert sorted(path.name for path in deploy_root.iterdir()) == ["setup-user.sh"]
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        (["--shell", "/bin/bash"], "login account"),
+        (["--shell", "/usr/sbin/nologin", "--uid", "4242"], "regular account"),
+    ],
+    ids=["real-shell", "regular-uid"],
+)
+def test_setup_user_refuses_an_existing_login_account_and_changes_nothing(
+    scripts, deploy_root, account, options, why
+):
+    made = run(["useradd", *options, "--no-create-home", account])
+    assert made.returncode == 0, made.stderr
+    before = run(["getent", "passwd", account]).stdout
+
+    result = run([scripts["setup"], "--root", deploy_root, "--user", account])
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("setup-user.sh: error:"), result.stderr
+    assert why in lines[0] and account in lines[0]
+    assert run(["getent", "passwd", account]).stdout == before
+    assert sorted(path.name for path in deploy_root.iterdir()) == ["setup-user.sh"]
+
+
+def test_setup_user_refuses_to_run_without_root(scripts, deploy_root):
+    result = run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", scripts["copy"]]
+        + ["--root", deploy_root]
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"setup-user.sh: error: run it as root (sudo {scripts['copy']}), or see --dry-run"
+    ]
+
+
+def unit_settings(path):
+    """key -> list of values of a unit file (systemd allows repeated keys)."""
+    settings = {}
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", ";", "[")) and "=" in line:
+            key, value = line.split("=", 1)
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def env_file_values(path):
+    values = {}
+    for line in Path(path).read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            values[key] = value
+    return values
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def as_account(account, command, **kwargs):
+    """Run command as the account: its uid and gid only, no capabilities, no new privileges."""
+    drop = [
+        "setpriv",
+        f"--reuid={account}",
+        f"--regid={account}",
+        "--clear-groups",
+        "--no-new-privs",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+    ]
+    return [*drop, *command]
+
+
+def wait_ready(url, processes, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                raise AssertionError(f"{process.args} exited: {process.stderr.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:  # loopback only
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} not ready after {timeout}s")
+
+
+@pytest.fixture
+def started():
+    """Processes started by the test; stopped at the end, even on failure."""
+    processes = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
+        for stream in (process.stdout, process.stderr):
+            if stream:
+                stream.close()
+
+
+def test_install_then_both_servers_run_confined_as_the_service_account(
+    default_project, scripts, deploy_root, account, started
+):
+    install = [scripts["install"], "--root", deploy_root, "--user", account]
+    first = run(install, timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+
+    opt = deploy_root / "opt" / PROJECT
+    etc = deploy_root / "etc" / PROJECT
+    state = deploy_root / "var/lib" / PROJECT
+    env_file = etc / f"{PROJECT}.env"
+    venv_python = opt / "venv/bin/python"
+    # The venv's interpreter is the system one, which ProtectHome leaves visible.
+    assert os.path.realpath(venv_python).startswith("/usr/")
+    assert owner_and_mode(env_file) == f"root:{account} 640"
+    values = env_file_values(env_file)
+    token = values[f"{PREFIX}_INTERNAL_TOKEN"]
+    assert len(token) >= 32
+    units = deploy_root / "etc/systemd/system"
+    for unit in (f"{PROJECT}-api.service", f"{PROJECT}-internal.service"):
+        assert (units / unit).read_text() == (default_project / "deploy/systemd" / unit).read_text()
+    site = deploy_root / "etc/nginx/sites-enabled" / f"{PROJECT}.conf"
+    assert site.is_symlink() and site.resolve().is_file()
+
+    second = run(install, timeout=900)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert not [line for line in second.stdout.splitlines() if line.startswith("change:")]
+    assert second.stdout.splitlines()[-1].startswith("nothing to change")
+    assert env_file_values(env_file)[f"{PREFIX}_INTERNAL_TOKEN"] == token
+
+    # The units' command lines and env file, with the paths below the test root
+    # and free ports instead of the defaults.
+    ports = {"PUBLIC_PORT": free_port(), "INTERNAL_PORT": free_port()}
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **values}
+    env.update({f"{PREFIX}_{key}": str(value) for key, value in ports.items()})
+    commands = {}
+    for name in ("internal", "api"):
+        unit = unit_settings(default_project / f"deploy/systemd/{PROJECT}-{name}.service")
+        assert unit["User"] == [account] or unit["User"] == [default_answers()["service_user"]]
+        command = shlex.split(unit["ExecStart"][0].lstrip("-@:+!"))
+        command[0] = command[0].replace(f"/opt/{PROJECT}", str(opt))
+        commands[name] = command
+    for name in ("internal", "api"):
+        started.append(
+            subprocess.Popen(
+                as_account(account, commands[name]),
+                env=env,
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    base = f"http://127.0.0.1:{ports['PUBLIC_PORT']}"
+    wait_ready(base + "/api/v1/ready", started)
+
+    # It serves, and keeps its data in the state directory.
+    request = urllib.request.Request(
+        base + "/api/v1/items",
+        data=b'{"title": "written by the service account"}',
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:  # loopback only
+        assert answer.status == 201
+    uid = pwd.getpwnam(account).pw_uid
+    written = [path for path in state.rglob("*") if path.is_file()]
+    assert written and all(path.stat().st_uid == uid for path in written)
+
+    # Its processes run with its uid, every gunicorn worker included.
+    for process in started:
+        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+        assert {p.uids().real for p in tree} == {uid}
+        assert {p.uids().effective for p in tree} == {uid}
+
+    # What it may and may not touch.
+    secret = deploy_root / "someone-elses.txt"
+    secret.write_text("not for the service\n")
+    secret.chmod(0o600)
+    package_dir = run([venv_python, "-c", f"import {PACKAGE}, os; print(os.path.dirname({PACKAGE}.__file__))"])
+    probes = {
+        "write the state directory": (f"touch {state}/probe", True),
+        "write the code": (f"touch {opt}/probe", False),
+        "change the installed package": (f"echo x >> {package_dir.stdout.strip()}/__init__.py", False),
+        "write the configuration": (f"touch {etc}/probe", False),
+        "change the env file": (f"echo x >> {env_file}", False),
+        "read the env file": (f"cat {env_file} > /dev/null", True),
+        "read another account's file": (f"cat {secret}", False),
+        "read /etc/shadow": ("cat /etc/shadow", False),
+    }
+    for what, (shell, allowed) in probes.items():
+        result = run(as_account(account, ["/bin/sh", "-c", shell]))
+        assert (result.returncode == 0) == allowed, f"{what}: {result.stderr}"
+
+
+def test_install_dry_run_lists_changes_and_makes_none(scripts, deploy_root, account):
+    result = run([scripts["install"], "--dry-run", "--root", deploy_root, "--user", account])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "would:" in result.stdout
+    assert result.stdout.splitlines()[-1] == "dry run: nothing was changed"
+    assert run(["getent", "passwd", account]).returncode != 0
+    assert sorted(path.name for path in deploy_root.iterdir()) == ["setup-user.sh"]
+
+
+def test_install_refuses_an_interpreter_under_root_or_home(scripts, deploy_root, account):
+    """A venv records where its interpreter lives; ProtectHome would hide it."""
+    home = Path(tempfile.mkdtemp(prefix="bastion-python-", dir="/home"))
+    try:
+        python = home / "python3"
+        python.symlink_to(SYSTEM_PYTHON)
+        result = run([scripts["install"], "--root", deploy_root, "--user", account, "--python", python])
+    finally:
+        shutil.rmtree(home)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"install.sh: error: --python: {python} lives under /root or /home, which the units cannot see"
+    ]
+    assert sorted(path.name for path in deploy_root.iterdir()) == ["setup-user.sh"]
