@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = json.loads({{ cookiecutter["__package"] | tojson | tojson }})
+TRUSTED_CLIENTS = json.loads({{ cookiecutter.trusted_clients | tojson | tojson }})
 CHOSEN = {
     "firewall": json.loads({{ cookiecutter.firewall | tojson | tojson }}),
 }
@@ -46,6 +47,13 @@ def write_env_file(project_dir):
         "# Local secrets for development. Never commit this file (.gitignore has it).\n"
         f"{prefix}_INTERNAL_TOKEN={secrets.token_urlsafe(TOKEN_BYTES)}\n"
     )
+    if TRUSTED_CLIENTS.strip():
+        # Several hosts need mutual TLS; `honcho start` on one machine runs without it.
+        text += (
+            "# Development runs on one host; deployments set trusted clients and TLS\n"
+            "# (README.md, Several hosts).\n"
+            f"{prefix}_TRUSTED_CLIENTS=\n"
+        )
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     descriptor = os.open(project_dir / ENV_FILE, flags, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as env_file:

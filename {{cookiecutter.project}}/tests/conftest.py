@@ -57,6 +57,8 @@ def environment(monkeypatch, tmp_path):
     monkeypatch.setenv(f"{PREFIX}_INTERNAL_TOKEN", TOKEN)
     monkeypatch.setenv(f"{PREFIX}_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv(f"{PREFIX}_INTERNAL_READ_TIMEOUT", "1.0")
+    # One host, whatever this project's default: several hosts need TLS (test_tls.py).
+    monkeypatch.setenv(f"{PREFIX}_TRUSTED_CLIENTS", "")
     monkeypatch.chdir(tmp_path)
 
 

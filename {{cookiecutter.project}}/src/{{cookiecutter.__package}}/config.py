@@ -43,6 +43,14 @@ DEFAULTS = {
     # Comma-separated addresses or CIDRs of other hosts allowed to reach the
     # internal service. Empty means this host only (loopback).
     "TRUSTED_CLIENTS": {{ cookiecutter.trusted_clients | tojson }},
+    # Mutual TLS between the hosts (tls.py; deploy/pki.sh makes the files). On
+    # when INTERNAL_TLS_CA is set, and then required with TRUSTED_CLIENTS.
+    # The project CA's certificate, which must have signed the other side's.
+    "INTERNAL_TLS_CA": "",
+    # This side's certificate: the server's on the internal host, a client's on an API host.
+    "INTERNAL_TLS_CERT": "",
+    # Its private key (not encrypted; mode 0640 or 0600).
+    "INTERNAL_TLS_KEY": "",
     # SQLite database and other state of the internal service.
     "STATE_DIR": "state",
     # Largest request body the API reads; a 10,000-character body escaped as JSON fits.

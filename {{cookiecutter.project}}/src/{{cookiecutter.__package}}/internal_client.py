@@ -1,18 +1,23 @@
 """Client of the internal service: one persistent framed-JSON connection per worker thread.
 
 The connection is opened lazily, after gunicorn has forked, and re-opened when
-it breaks. Only idempotent operations are retried on a fresh connection.
+it breaks. Only idempotent operations are retried on a fresh connection. With
+INTERNAL_TLS_CA set it is mutual TLS (tls.py) before the token is sent.
 """
 
 import itertools
+import logging
 import os
 import select
 import socket
+import ssl
 import threading
 
-from . import config
+from . import config, tls
 from .internal.operations import idempotent_operations
 from .internal.protocol import FrameSocket, ProtocolError
+
+log = logging.getLogger(__name__)
 
 
 class InternalError(Exception):
@@ -43,8 +48,17 @@ class OperationFailed(InternalError):
 
 
 class InternalClient:
-    def __init__(self, address, token, connect_timeout=1.0, timeout=5.0, max_frame=1048576):
+    def __init__(
+        self,
+        address,
+        token,
+        connect_timeout=1.0,
+        timeout=5.0,
+        max_frame=1048576,
+        tls_context=None,
+    ):
         self.address = config.split_host_port(address)
+        self.tls_context = tls_context
         self.token = token
         self.connect_timeout = connect_timeout
         self.timeout = timeout
@@ -61,6 +75,7 @@ class InternalClient:
             settings["INTERNAL_CONNECT_TIMEOUT"],
             settings["INTERNAL_TIMEOUT"],
             settings["INTERNAL_MAX_FRAME"],
+            tls.client_context(settings),
         )
 
     def call(self, op, **args):
@@ -70,7 +85,7 @@ class InternalClient:
             frames, fresh = self._connection(probe=not retryable)
             try:
                 return self._round_trip(frames, op, args)
-            except (ConnectionError, ProtocolError) as exc:
+            except (ConnectionError, ProtocolError, ssl.SSLError) as exc:
                 self.close()
                 # A pooled connection that broke is retried once on a new one, if safe.
                 if fresh or not retryable:
@@ -123,9 +138,65 @@ class InternalClient:
     @staticmethod
     def _alive(sock):
         """A closed peer reads as EOF; checked before a request that cannot be retried."""
+        is_tls = isinstance(sock, ssl.SSLSocket)
+        if is_tls and sock.pending():
+            # Decrypted data that no request asked for: the stream is out of step.
+            return False
         readable, _, _ = select.select([sock], [], [], 0)
-        # Nothing is owed to us between requests: readable means closed or broken.
-        return not readable
+        # Nothing is owed to us between requests: readable means closed or broken...
+        if not readable:
+            return True
+        if not is_tls:
+            return False
+        # ...but TLS may also send records that carry no data (a session ticket, a key
+        # update). Read without waiting: if OpenSSL consumed them and wants more, all is well.
+        timeout = sock.gettimeout()
+        sock.setblocking(False)
+        try:
+            sock.recv(1)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return True
+        except OSError:
+            return False
+        finally:
+            sock.settimeout(timeout)
+        # Data or the end of the stream.
+        return False
+
+    def _where(self):
+        return config.join_host_port(*self.address)
+
+    def _tls_failed(self, exc):
+        """A TLS error while connecting: logged in full, reported as a bad gateway."""
+        log.error(
+            "TLS with the internal service at %s failed: %s", self._where(), tls.error_text(exc)
+        )
+        return InternalError(
+            "the TLS handshake with the internal service failed", code="internal_tls"
+        )
+
+    def _start_tls(self, sock):
+        """Our side of the handshake, within the connect timeout.
+
+        check_hostname makes the server's certificate name the host we dial: an
+        IP address in INTERNAL_ADDRESS must be one of its IP entries.
+        """
+        try:
+            return self.tls_context.wrap_socket(sock, server_hostname=self.address[0])
+        except TimeoutError:
+            sock.close()
+            log.error("TLS with the internal service at %s failed: timed out", self._where())
+            raise InternalTimeout(
+                "the internal service did not complete the TLS handshake in time"
+            ) from None
+        except ssl.SSLError as exc:
+            sock.close()
+            raise self._tls_failed(exc) from None
+        except OSError as exc:
+            sock.close()
+            raise InternalUnavailable(
+                f"the internal service is not reachable: {tls.error_text(exc)}"
+            ) from None
 
     def _connect(self):
         try:
@@ -137,6 +208,8 @@ class InternalClient:
                 f"the internal service is not reachable: {exc.strerror}"
             ) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls_context is not None:
+            sock = self._start_tls(sock)
         sock.settimeout(self.timeout)
         frames = FrameSocket(sock, self.max_frame)
         try:
@@ -145,12 +218,23 @@ class InternalClient:
         except TimeoutError:
             sock.close()
             raise InternalTimeout("the internal service did not answer the handshake") from None
+        except ssl.SSLError as exc:
+            # In TLS 1.3 the server judges our certificate after our side of the
+            # handshake is done: a refusal arrives with the first read.
+            sock.close()
+            raise self._tls_failed(exc) from None
         except (OSError, ProtocolError) as exc:
             sock.close()
             raise InternalUnavailable(
                 f"handshake with the internal service failed: {exc}"
             ) from None
-        if not reply or reply.get("ok") is not True:
+        if reply is None:
+            sock.close()
+            raise InternalError(
+                "the internal service closed the connection without answering;"
+                " are both sides set for TLS (INTERNAL_TLS_*) alike?"
+            )
+        if reply.get("ok") is not True:
             sock.close()
             raise InternalError("the internal service refused our token", code="internal_auth")
         return frames

@@ -2,7 +2,7 @@
 
 from flask_openapi3 import Info, OpenAPI
 
-from .. import __version__, config
+from .. import __version__, config, tls
 from ..internal_client import InternalClient
 from . import errors, harden, pages, proxy, routes
 
@@ -14,6 +14,15 @@ def create_app(overrides=None):
         settings.update(overrides)
     try:
         config.require_token(settings)
+        if config.trusted_clients(settings) and not tls.enabled(settings):
+            # The internal service takes other hosts over mutual TLS only.
+            raise config.SettingsError(
+                f"{config.PREFIX}_TRUSTED_CLIENTS is set (several hosts) but"
+                f" {config.PREFIX}_INTERNAL_TLS_CA is empty: set the TLS files, or set"
+                f" {config.PREFIX}_TRUSTED_CLIENTS= (empty) to run on one host"
+            )
+        # The TLS files are checked here, so a bad one stops the worker with one line.
+        internal_client = InternalClient.from_settings(settings)
     except config.SettingsError as exc:
         raise SystemExit(f"{config.PREFIX.lower()}-api: {exc}") from None
 
@@ -27,7 +36,7 @@ def create_app(overrides=None):
     )
     app.config.update(settings)
     app.json.sort_keys = False
-    app.extensions["internal_client"] = InternalClient.from_settings(settings)
+    app.extensions["internal_client"] = internal_client
 
     errors.register(app)
     app.register_api(routes.api)

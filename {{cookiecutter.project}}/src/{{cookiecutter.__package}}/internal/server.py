@@ -1,7 +1,10 @@
 """Transport of the internal service: a thread per connection speaking framed JSON.
 
-The first frame must authenticate with the shared token, or the connection is
-closed without anything else being read. Each later frame is one request:
+With TLS on (tls.py), each connection first completes a TLS 1.3 handshake
+with a client certificate of the project CA, within the read timeout, or it is
+closed. Then, TLS or not, the first frame must authenticate with the shared
+token, or the connection is closed without anything else being read. Each
+later frame is one request:
 {"id": ..., "op": "items.get", "args": {...}}, answered with
 {"id": ..., "ok": true, "result": ...} or {"id": ..., "ok": false, "error": {...}}.
 """
@@ -11,8 +14,10 @@ import logging
 import os
 import socket
 import socketserver
+import ssl
 import threading
 
+from .. import tls
 from .operations import OPERATIONS, OperationError
 from .protocol import FrameSocket, ProtocolError
 
@@ -37,10 +42,17 @@ class Handler(socketserver.BaseRequestHandler):
 
     def finish(self):
         self.server.track(self.request, False)
+        if isinstance(self.request, ssl.SSLSocket):
+            # socketserver closes the socket it accepted, which wrap_socket has
+            # emptied: the TLS socket holding the connection is closed here.
+            self.request.close()
 
     def handle(self):
         server = self.server
+        self.peer = self.client_address[0]
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if server.tls is not None and not self._start_tls():
+            return
         frames = FrameSocket(
             self.request, server.max_frame, server.idle_timeout, server.read_timeout
         )
@@ -55,6 +67,28 @@ class Handler(socketserver.BaseRequestHandler):
             # Idle, too slow or gone: just drop the connection.
             pass
 
+    def _start_tls(self):
+        """The server side of the handshake, in this connection's own thread; False if it failed."""
+        plain = self.request
+        # A client that never finishes the handshake is cut off like a slow frame.
+        plain.settimeout(self.server.read_timeout)
+        try:
+            conn = self.server.tls.wrap_socket(
+                plain, server_side=True, do_handshake_on_connect=False
+            )
+        except OSError as exc:
+            log.warning("TLS handshake with %s failed: %s", self.peer, tls.error_text(exc))
+            return False
+        self.server.replace(plain, conn)
+        self.request = conn
+        try:
+            conn.do_handshake()
+        except (OSError, ValueError) as exc:
+            log.warning("TLS handshake with %s failed: %s", self.peer, tls.error_text(exc))
+            return False
+        self.peer = f"{self.peer} (certificate {tls.common_name(conn.getpeercert())})"
+        return True
+
     def _authenticate(self, frames):
         hello = frames.receive()
         if hello is None:
@@ -67,7 +101,7 @@ class Handler(socketserver.BaseRequestHandler):
         ):
             frames.send({"id": hello.get("id"), "ok": True, "result": {"authenticated": True}})
             return True
-        log.warning("refused a connection from %s: bad or missing token", self.client_address[0])
+        log.warning("refused a connection from %s: bad or missing token", self.peer)
         self._refuse(frames, hello.get("id"), "unauthorized", "bad or missing token")
         return False
 
@@ -94,6 +128,8 @@ class InternalServer(socketserver.ThreadingTCPServer):
         self.max_frame = settings["INTERNAL_MAX_FRAME"]
         self.idle_timeout = settings["INTERNAL_IDLE_TIMEOUT"]
         self.read_timeout = settings["INTERNAL_READ_TIMEOUT"]
+        # Built before anything listens, so a bad file stops start-up.
+        self.tls = tls.server_context(settings)
         self._connections = set()
         self._connections_lock = threading.Lock()
         super().__init__((host, port), Handler, bind_and_activate=sock is None)
@@ -105,13 +141,20 @@ class InternalServer(socketserver.ThreadingTCPServer):
         with self._connections_lock:
             (self._connections.add if alive else self._connections.discard)(conn)
 
+    def replace(self, old, new):
+        with self._connections_lock:
+            self._connections.discard(old)
+            self._connections.add(new)
+
     def server_close(self):
         """Also end the open connections, so no thread serves from a closed store."""
         super().server_close()
         with self._connections_lock:
             for conn in self._connections:
                 try:
-                    conn.shutdown(socket.SHUT_RDWR)
+                    # socket's own shutdown: SSLSocket's would drop its TLS state
+                    # under the thread still reading from it.
+                    socket.socket.shutdown(conn, socket.SHUT_RDWR)
                 except OSError:
                     pass
 
