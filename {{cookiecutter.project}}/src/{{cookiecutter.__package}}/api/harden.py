@@ -1,14 +1,22 @@
 """The harden switch: the protections Helmet gives Express, plus current best practice.
 
-flask-talisman sends what it covers: CSP, HSTS, frameguard, nosniff,
-ieNoOpen, Referrer-Policy, Permissions-Policy and the session cookie flags. This module
-adds the rest. HSTS is set by Talisman and nowhere else, not in nginx either:
-two layers that both set it produce a merged header that scanners reject.
-The `Server` header is removed in gunicorn_api.py, since gunicorn writes it
-after the app has answered. README.md, "Security headers", lists each header
-with its reason and the test that proves it.
+flask-talisman decides what it covers: CSP, HSTS, frameguard, nosniff,
+ieNoOpen, Referrer-Policy, Permissions-Policy and the session cookie flags.
+This module adds the rest. HSTS comes from Talisman and nowhere else, not
+from nginx either: two layers that both set it produce a merged header that
+scanners reject. The `Server` header is removed in gunicorn_api.py, since
+gunicorn writes it after the app has answered. README.md, "Security headers",
+lists each header with its reason and the test that proves it.
+
+Talisman works out its headers anew for every response, which costs more
+than the rest of a small JSON answer. Here it runs once, at start-up, on a
+model app with the same options; the headers it sends there, for an HTML and
+a JSON answer over http and https, are then added to every response by one
+pass over the header list at the WSGI layer, which also covers answers that
+never reach Flask's after_request.
 """
 
+from flask import Flask
 from flask_talisman import DENY, Talisman
 
 # HTML routes may load only their own script and style; nothing may frame them.
@@ -66,21 +74,18 @@ EXTRA_HEADERS = {
 }
 
 
-def _extra_headers(response):
-    response.headers.update(EXTRA_HEADERS)
-    response.headers.pop("X-Powered-By", None)
-    # Flask's static files say how long to cache; no-store above overrides that.
-    response.headers.pop("Expires", None)
-    if response.mimetype == "application/json":
-        response.headers["Content-Security-Policy"] = JSON_POLICY
-    return response
+# Headers the app or Flask may have set that hardening replaces or removes.
+_REPLACED = {"cache-control", "pragma", "expires", "x-powered-by", "content-security-policy"}
+
+_SESSION_COOKIE_FLAGS = (
+    "SESSION_COOKIE_SECURE",
+    "SESSION_COOKIE_HTTPONLY",
+    "SESSION_COOKIE_SAMESITE",
+)
 
 
-def apply(app):
-    """Turn the protections on for every response of app."""
-    # Registered before Talisman so that it runs after it (Flask runs these in reverse).
-    app.after_request(_extra_headers)
-    Talisman(
+def _talisman(app):
+    return Talisman(
         app,
         # nginx redirects port 80 to https; the redirect is decided there, from
         # the socket, and never from a header a client could send.
@@ -100,3 +105,59 @@ def apply(app):
         x_content_type_options=True,
         x_xss_protection=False,
     )
+
+
+def _model_headers():
+    """What Talisman sends, plus EXTRA_HEADERS: (is_json, is_https) -> header list."""
+    model = Flask(__name__)
+    model.add_url_rule("/", "page", lambda: "<!doctype html><title>model</title>")
+    _talisman(model)
+    client = model.test_client()
+    variants = {}
+    for scheme in ("http", "https"):
+        response = client.get("/", base_url=f"{scheme}://localhost")
+        talisman_headers = [
+            (name, value)
+            for name, value in response.headers.items()
+            if name.lower() not in ("content-type", "content-length")
+        ]
+        for is_json in (False, True):
+            headers = dict(talisman_headers)
+            headers.update(EXTRA_HEADERS)
+            if is_json:
+                headers["Content-Security-Policy"] = JSON_POLICY
+            variants[(is_json, scheme == "https")] = list(headers.items())
+    flags = {key: model.config[key] for key in _SESSION_COOKIE_FLAGS}
+    return variants, flags
+
+
+def _with_headers(wsgi_app, variants):
+    names = {name.lower() for headers in variants.values() for name, _ in headers}
+    names |= _REPLACED
+
+    def app(environ, start_response):
+        https = environ.get("wsgi.url_scheme") == "https"
+
+        def start(status, headers, exc_info=None):
+            is_json = False
+            kept = []
+            for name, value in headers:
+                lower = name.lower()
+                if lower == "content-type":
+                    is_json = value.startswith("application/json")
+                if lower not in names:
+                    kept.append((name, value))
+            kept += variants[(is_json, https)]
+            return start_response(status, kept, exc_info)
+
+        return wsgi_app(environ, start)
+
+    return app
+
+
+def apply(app):
+    """Turn the protections on for every response of app."""
+    variants, flags = _model_headers()
+    # Session cookies (none today) get Talisman's Secure, HttpOnly and SameSite flags.
+    app.config.update(flags)
+    app.wsgi_app = _with_headers(app.wsgi_app, variants)
