@@ -151,12 +151,12 @@ class Processes:
                 process.log.close()
 
 
-def bake(work):
-    cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(work))
+def bake(work, template):
+    cookiecutter(str(template), no_input=True, output_dir=str(work))
     return work / "myservice"
 
 
-def start_servers(processes, project, work):
+def start_servers(processes, project, work, overrides):
     """The stack (harden on), a second API with harden off, and the baseline."""
     ports = {name: free_port() for name in ("internal", "stack", "plain", "baseline")}
     base = {key: value for key, value in os.environ.items() if not key.startswith(PREFIX + "_")}
@@ -167,7 +167,7 @@ def start_servers(processes, project, work):
         f"{PREFIX}_STATE_DIR": str(work / "state"),
         f"{PREFIX}_LOG_LEVEL": "WARNING",
     }
-    env = {**base, **settings}
+    env = {**base, **settings, **overrides}
     python = sys.executable
     processes.start("stack", [python, "-m", f"{PACKAGE}.internal"], env, "internal")
     time.sleep(0.5)
@@ -297,6 +297,16 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--connections", default="8,32,64", help="concurrencies (default 8,32,64)")
     parser.add_argument("--out", default="bench-results.json", help="JSON output file")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"a {PREFIX}_NAME setting for every server, e.g. --set WORKERS=3 (repeatable)",
+    )
+    parser.add_argument(
+        "--template", default=str(TEMPLATE), help="template to bake (default: this one)"
+    )
     args = parser.parse_args()
     connections_list = [int(value) for value in args.connections.split(",")]
     if shutil.which("wrk") is None:
@@ -305,8 +315,14 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="bastion-bench-"))
     processes = Processes(work)
     try:
-        project = bake(work)
-        urls = start_servers(processes, project, work)
+        overrides = {}
+        for item in args.set:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise SystemExit(f"bench: --set {item!r}: use NAME=VALUE")
+            overrides[f"{PREFIX}_{name}"] = value
+        project = bake(work, args.template)
+        urls = start_servers(processes, project, work, overrides)
         item = seed(urls["stack"])
         (work / "post.lua").write_text(POST_SCRIPT)
         paths = {target: path for target, (_, path, _) in TARGETS.items()}

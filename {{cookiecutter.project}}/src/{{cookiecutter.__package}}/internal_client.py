@@ -210,8 +210,7 @@ class InternalClient:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls_context is not None:
             sock = self._start_tls(sock)
-        sock.settimeout(self.timeout)
-        frames = FrameSocket(sock, self.max_frame)
+        frames = FrameSocket(sock, self.max_frame, timeout=self.timeout)
         try:
             frames.send({"id": 0, "op": "auth", "token": self.token})
             reply = frames.receive()

@@ -5,6 +5,8 @@ JSON holding one object. The length is checked before the body is read.
 """
 
 import json
+import socket
+import ssl
 import struct
 import time
 
@@ -25,30 +27,58 @@ def encode(message):
     return HEADER.pack(len(data)) + data
 
 
+def _timeval(seconds):
+    """SO_RCVTIMEO/SO_SNDTIMEO value; 0 would mean "wait forever", so at least 1 µs."""
+    micros = max(1, round(seconds * 1_000_000))
+    return struct.pack("ll", micros // 1_000_000, micros % 1_000_000)
+
+
 class FrameSocket:
     """Reads and writes whole frames on one connected socket.
 
     With idle_timeout and read_timeout set (the server), waiting for a frame
     may take idle_timeout seconds, but once its first byte has arrived the rest
     must follow within read_timeout, so a slow client cannot hold a thread.
-    Without them (the client), the socket's own timeout applies to every read.
+    Without them (the client), `timeout` bounds every read and write.
+
+    On a plain TCP socket the timeouts are the kernel's (SO_RCVTIMEO and
+    SO_SNDTIMEO on a blocking socket): a frame then costs one recv and one
+    send, where Python's socket timeouts add a poll() before each and an ioctl
+    for each change. A TLS socket keeps Python's timeouts, which OpenSSL needs.
     """
 
-    def __init__(self, sock, max_frame, idle_timeout=None, read_timeout=None):
+    def __init__(self, sock, max_frame, idle_timeout=None, read_timeout=None, timeout=None):
         self.sock = sock
         self.max_frame = max_frame
-        self.idle_timeout = idle_timeout
+        self.idle_timeout = idle_timeout if idle_timeout is not None else timeout
         self.read_timeout = read_timeout
         self._buffer = bytearray()
-        self._timeout = sock.gettimeout()
+        self._kernel = not isinstance(sock, ssl.SSLSocket)
+        self._timeout = None
+        if self._kernel:
+            sock.settimeout(None)
+            send_timeout = read_timeout if read_timeout is not None else timeout
+            if send_timeout is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send_timeout))
+        else:
+            self._timeout = sock.gettimeout()
+            if timeout is not None:
+                self._set_timeout(timeout)
 
     def send(self, message):
-        self.sock.sendall(encode(message))
+        try:
+            self.sock.sendall(encode(message))
+        except BlockingIOError:
+            raise TimeoutError("frame not sent in time") from None
 
     def _set_timeout(self, seconds):
-        if seconds != self._timeout:
+        if seconds is None or seconds == self._timeout:
+            return
+        if self._kernel:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
+        else:
             self.sock.settimeout(seconds)
-            self._timeout = seconds
+        self._timeout = seconds
 
     def _fill(self, deadline):
         """Read more bytes; False on a clean end of stream."""
@@ -57,7 +87,11 @@ class FrameSocket:
             if remaining <= 0:
                 raise TimeoutError("frame not completed in time")
             self._set_timeout(remaining)
-        chunk = self.sock.recv(65536)
+        try:
+            chunk = self.sock.recv(65536)
+        except BlockingIOError:
+            # SO_RCVTIMEO ran out.
+            raise TimeoutError("no data in time") from None
         if not chunk:
             return False
         self._buffer += chunk
@@ -68,8 +102,7 @@ class FrameSocket:
         buffer = self._buffer
         deadline = None
         if not buffer:
-            if self.idle_timeout is not None:
-                self._set_timeout(self.idle_timeout)
+            self._set_timeout(self.idle_timeout)
             if not self._fill(None):
                 return None
         if self.read_timeout is not None:
