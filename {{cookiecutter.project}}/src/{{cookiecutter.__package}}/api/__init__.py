@@ -31,7 +31,11 @@ def create_app(overrides=None):
         info=Info(title="{{ cookiecutter.project }}", version=__version__),
         # The document is served by routes.py; no UI pages with inline scripts.
         doc_ui=False,
+        # An empty map: null is not a valid securitySchemes in OpenAPI 3.1.
+        security_schemes={},
         validation_error_status=422,
+        # The shape errors.py sends, not pydantic's error list.
+        validation_error_model=routes.Error,
         validation_error_callback=errors.validation_error,
     )
     app.config.update(settings)

@@ -3,7 +3,7 @@
 from flask import current_app, request, url_for
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from ..internal.operations import BODY_MAX, INT_MAX, LIMIT_MAX, TITLE_MAX
 from .errors import error_response
@@ -45,8 +45,40 @@ class Status(BaseModel):
     status: str
 
 
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str
+    message: str
+    field: str | None = None
+
+
+class Error(BaseModel):
+    """The shape of every error the API sends (errors.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    error: ErrorDetail
+
+
+# Declared, so that the OpenAPI document describes every answer a client can get.
+# flask-openapi3 gives an operation without a 422 one shaped as pydantic's error
+# list, so even the operations that never send it declare ours.
+INVALID = {422: Error}
+NOT_FOUND = {404: Error}
+# A body that is not JSON, not a JSON object, or larger than MAX_CONTENT_LENGTH.
+BAD_BODY = {400: Error, 413: Error, 415: Error}
+# The internal service failed, is down, or did not answer in time.
+UPSTREAM = {502: Error, 503: Error, 504: Error}
+
+
 def internal():
     return current_app.extensions["internal_client"]
+
+
+def _chunked_body_too_large():
+    """A body without Content-Length (chunked) is read up to MAX_CONTENT_LENGTH, and
+    werkzeug drops the rest without a word: look for one byte past the limit."""
+    request.get_data()
+    return bool(request.environ["wsgi.input"].read(1))
 
 
 @api.before_request
@@ -58,22 +90,27 @@ def require_json_object():
         return error_response(
             415, "unsupported_media_type", "body: Content-Type must be application/json", "body"
         )
+    if request.content_length is None and _chunked_body_too_large():
+        raise RequestEntityTooLarge()
     try:
         data = request.get_json()
     except BadRequest:
         return error_response(400, "bad_request", "body: not valid JSON", "body")
+    except RecursionError:
+        # MAX_CONTENT_LENGTH still lets a body nest deeper than the parser recurses.
+        return error_response(400, "bad_request", "body: JSON nested too deeply", "body")
     if not isinstance(data, dict):
         return error_response(422, "invalid", "body: must be a JSON object", "body")
     return None
 
 
-@api.get("/health", tags=SERVICE, responses={200: Status})
+@api.get("/health", tags=SERVICE, responses={200: Status, **INVALID})
 def health():
     """Liveness: answers without asking the internal service."""
     return {"status": "ok"}
 
 
-@api.get("/ready", tags=SERVICE, responses={200: Status})
+@api.get("/ready", tags=SERVICE, responses={200: Status, **INVALID, **UPSTREAM})
 def ready():
     """Readiness: 200 only when the internal service answers."""
     internal().call("service.ping")
@@ -85,13 +122,13 @@ def openapi_document():
     return current_app.api_doc
 
 
-@api.get("/items", tags=ITEMS, responses={200: ItemList})
+@api.get("/items", tags=ITEMS, responses={200: ItemList, **INVALID, **UPSTREAM})
 def list_items(query: Page):
     """List items, oldest first."""
     return internal().call("items.list", limit=query.limit, offset=query.offset)
 
 
-@api.post("/items", tags=ITEMS, responses={201: Item})
+@api.post("/items", tags=ITEMS, responses={201: Item, **BAD_BODY, **INVALID, **UPSTREAM})
 def create_item(body: ItemIn):
     """Create an item; the Location header points at it."""
     item = internal().call("items.create", title=body.title, body=body.body)
@@ -99,19 +136,25 @@ def create_item(body: ItemIn):
     return item, 201, {"Location": location}
 
 
-@api.get("/items/<int:id>", tags=ITEMS, responses={200: Item})
+@api.get("/items/<int:id>", tags=ITEMS, responses={200: Item, **NOT_FOUND, **INVALID, **UPSTREAM})
 def get_item(path: ItemPath):
     """Read one item."""
     return internal().call("items.get", id=path.id)
 
 
-@api.put("/items/<int:id>", tags=ITEMS, responses={200: Item})
+@api.put(
+    "/items/<int:id>",
+    tags=ITEMS,
+    responses={200: Item, **BAD_BODY, **NOT_FOUND, **INVALID, **UPSTREAM},
+)
 def update_item(path: ItemPath, body: ItemIn):
     """Replace an item's title and body."""
     return internal().call("items.update", id=path.id, title=body.title, body=body.body)
 
 
-@api.delete("/items/<int:id>", tags=ITEMS, responses={204: None})
+@api.delete(
+    "/items/<int:id>", tags=ITEMS, responses={204: None, **NOT_FOUND, **INVALID, **UPSTREAM}
+)
 def delete_item(path: ItemPath):
     """Delete one item."""
     internal().call("items.delete", id=path.id)
