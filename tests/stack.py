@@ -1,28 +1,39 @@
 """A baked project's two servers as real processes on loopback ports.
 
-The browser and header-audit tests talk to this: the internal service as
+The browser, header-audit and fault tests talk to this: the internal service as
 `python -m PACKAGE.internal`, and the API under gunicorn with the project's own
 gunicorn settings, as `honcho start` runs them. The API is loaded through a
 small wrapper module that adds one route raising an exception, because a real
-500 needs a fault and the audit must see the headers of a 500 too.
+500 needs a fault and the audit must see the headers of a 500 too, and one
+route naming the worker that answered, so a test can tell gunicorn's workers apart.
+
+The fault tests stop, kill and restart each server on its own; the internal
+service can also be socket-activated the way systemd runs it, from a listening
+socket this class holds across its restarts.
 """
 
 import json
 import os
 import secrets
+import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 from conftest import clean_env
 
 FAULT_PATH = "/api/v1/audit-fault"
+WORKER_PATH = "/api/v1/test-worker"
 
 WRAPPER = '''\
 """The project's app, plus one route that fails, for the header audit's 500."""
+
+import os
 
 from {package}.api import create_app as _create_app
 
@@ -31,11 +42,24 @@ def _fault():
     raise RuntimeError("a deliberate fault for the header audit")
 
 
+def _worker():
+    return {{"pid": os.getpid()}}
+
+
 def create_app():
     app = _create_app()
     app.add_url_rule("{fault_path}", "audit_fault", _fault)
+    app.add_url_rule("{worker_path}", "test_worker", _worker)
     return app
 '''
+
+# Put the inherited socket on fd 3 and name our own pid, which exec keeps: what systemd does.
+SOCKET_ACTIVATION = """\
+import os, sys
+os.dup2(int(sys.argv[1]), 3)
+os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS="1")
+os.execv(sys.executable, [sys.executable, "-m", sys.argv[2]])
+"""
 
 
 def free_port():
@@ -45,17 +69,28 @@ def free_port():
 
 
 class Stack:
-    """Start with start(), stop with stop(); stop() is safe after a failed start."""
+    """Start with start(), stop with stop(); stop() is safe after a failed start.
 
-    def __init__(self, project_dir, package, work_dir, harden):
+    settings: more PREFIX_* settings (name without the prefix -> value), for both servers.
+    """
+
+    def __init__(self, project_dir, package, work_dir, harden, settings=None):
         self.project_dir = Path(project_dir)
         self.package = package
         self.work_dir = Path(work_dir)
         self.harden = harden
+        self.extra_settings = dict(settings or {})
         self.public_port = free_port()
         self.internal_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.public_port}"
+        # One token for the life of the stack: a restarted server must still match the other.
+        self.token = secrets.token_urlsafe(32)
         self.processes = []
+        self.internal = None
+        self.api = None
+        # The listening socket of the internal service when this stack plays systemd.
+        self.listener = None
+        self._started = {}
 
     def _env(self):
         prefix = self.package.upper()
@@ -63,17 +98,22 @@ class Stack:
             "HARDEN": "true" if self.harden else "false",
             "PUBLIC_PORT": self.public_port,
             "INTERNAL_PORT": self.internal_port,
-            "INTERNAL_TOKEN": secrets.token_urlsafe(32),
+            "INTERNAL_TOKEN": self.token,
             "STATE_DIR": self.work_dir / "state",
             "WORKERS": 2,
             "LOG_LEVEL": "WARNING",
+            **self.extra_settings,
         }
         env = clean_env()
         env.update({f"{prefix}_{key}": str(value) for key, value in settings.items()})
         env["PYTHONPATH"] = os.pathsep.join([str(self.work_dir), str(self.project_dir / "src")])
         return env
 
-    def _spawn(self, name, args, env):
+    def _spawn(self, name, args, env, pass_fds=()):
+        # A restarted server logs to a file of its own: internal, internal-2, ...
+        count = self._started[name] = self._started.get(name, 0) + 1
+        if count > 1:
+            name = f"{name}-{count}"
         log = open(self.work_dir / f"{name}.log", "w", encoding="utf-8")
         process = subprocess.Popen(
             [sys.executable, *args],
@@ -82,6 +122,7 @@ class Stack:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            pass_fds=pass_fds,
         )
         process.log = log
         process.name = name
@@ -100,15 +141,41 @@ class Stack:
                 time.sleep(0.05)
         raise AssertionError(f"{process.name} not listening after {timeout}s:\n{self.logs()}")
 
-    def start(self):
+    def start(self, socket_activated=False):
         self.work_dir.mkdir(parents=True, exist_ok=True)
         (self.work_dir / "audit_app.py").write_text(
-            WRAPPER.format(package=self.package, fault_path=FAULT_PATH), encoding="utf-8"
+            WRAPPER.format(package=self.package, fault_path=FAULT_PATH, worker_path=WORKER_PATH),
+            encoding="utf-8",
         )
-        env = self._env()
-        internal = self._spawn("internal", ["-m", f"{self.package}.internal"], env)
-        self._wait_for(internal, self.internal_port)
-        api = self._spawn(
+        self.start_internal(socket_activated)
+        self.start_api()
+        return self
+
+    def start_internal(self, socket_activated=False):
+        """Start the internal service and wait until it accepts our token.
+
+        socket_activated: hand it a listening socket that this stack holds, as
+        systemd's socket unit does; connections made while it is down then wait
+        in the kernel's queue instead of being refused.
+        """
+        module = f"{self.package}.internal"
+        if not socket_activated:
+            self.internal = self._spawn("internal", ["-m", module], self._env())
+            self._wait_for(self.internal, self.internal_port)
+        else:
+            if self.listener is None:
+                self.listener = socket.socket()
+                self.listener.bind(("127.0.0.1", self.internal_port))
+                self.listener.listen(128)  # the socket unit's Backlog=
+            fd = self.listener.fileno()
+            self.internal = self._spawn(
+                "internal", ["-c", SOCKET_ACTIVATION, str(fd), module], self._env(), (fd,)
+            )
+        self._wait_for_token(self.internal)
+        return self.internal
+
+    def start_api(self):
+        self.api = self._spawn(
             "api",
             [
                 "-m",
@@ -117,10 +184,57 @@ class Stack:
                 f"python:{self.package}.gunicorn_api",
                 "audit_app:create_app()",
             ],
-            env,
+            self._env(),
         )
-        self._wait_for(api, self.public_port)
-        return self
+        self._wait_for(self.api, self.public_port)
+        return self.api
+
+    def _wait_for_token(self, process, timeout=30.0):
+        """The internal service is up when it answers the auth frame (a held
+        socket accepts connections before any process serves it)."""
+        hello = json.dumps({"id": 0, "op": "auth", "token": self.token}).encode()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"{process.name} exited early:\n{self.logs()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.internal_port), timeout=1) as conn:
+                    conn.sendall(struct.pack(">I", len(hello)) + hello)
+                    reply = _read_frame(conn)
+                if reply.get("ok") is True:
+                    return
+                raise AssertionError(f"the internal service refused our token: {reply}")
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"{process.name} not answering after {timeout}s:\n{self.logs()}")
+
+    def api_workers(self):
+        """The pids of the gunicorn workers now running under the API's master."""
+        try:
+            return {child.pid for child in psutil.Process(self.api.pid).children()}
+        except psutil.NoSuchProcess:
+            return set()
+
+    def wait_for_workers(self, count, exclude=(), timeout=30.0):
+        """Wait until count workers run, none of them in exclude; return their pids."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            workers = self.api_workers() - set(exclude)
+            if len(workers) == count and len(self.api_workers()) == count:
+                return workers
+            time.sleep(0.05)
+        raise AssertionError(f"not {count} API workers after {timeout}s:\n{self.logs()}")
+
+    def stop_internal(self):
+        _stop(self.internal)
+
+    def stop_api(self):
+        _stop(self.api)
+
+    def kill_internal(self):
+        """SIGKILL the internal service and reap it: a crash, nothing cleaned up."""
+        self.internal.send_signal(signal.SIGKILL)
+        self.internal.wait(timeout=15)
 
     def request(self, method, path, payload=None):
         """A JSON request from the test itself, to seed or check data."""
@@ -141,12 +255,34 @@ class Stack:
 
     def stop(self):
         for process in reversed(self.processes):
+            # A stopped process cannot act on SIGTERM until it is continued.
             if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=15)
+                process.send_signal(signal.SIGCONT)
+            _stop(process)
             process.log.close()
         self.processes = []
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+
+
+def _stop(process):
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=15)
+
+
+def _read_frame(conn):
+    """One length-prefixed JSON frame of the internal protocol."""
+    data = b""
+    while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionResetError("closed inside a frame")
+        data += chunk
+    return json.loads(data[4:])
