@@ -187,6 +187,8 @@ class Stack:
             self._env(),
         )
         self._wait_for(self.api, self.public_port)
+        # The master (preload_app) listens before it has forked every worker.
+        self.wait_for_workers(int(self.extra_settings.get("WORKERS", 2)))
         return self.api
 
     def _wait_for_token(self, process, timeout=30.0):
