@@ -17,13 +17,13 @@ import os
 import secrets
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+import msgpack
 import psutil
 from conftest import clean_env
 
@@ -192,17 +192,17 @@ class Stack:
         return self.api
 
     def _wait_for_token(self, process, timeout=30.0):
-        """The internal service is up when it answers the auth frame (a held
+        """The internal service is up when it answers the auth message (a held
         socket accepts connections before any process serves it)."""
-        hello = json.dumps({"id": 0, "op": "auth", "token": self.token}).encode()
+        hello = msgpack.packb({"id": 0, "op": "auth", "token": self.token})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise AssertionError(f"{process.name} exited early:\n{self.logs()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.internal_port), timeout=1) as conn:
-                    conn.sendall(struct.pack(">I", len(hello)) + hello)
-                    reply = _read_frame(conn)
+                    conn.sendall(hello)
+                    reply = _read_message(conn)
                 if reply.get("ok") is True:
                     return
                 raise AssertionError(f"the internal service refused our token: {reply}")
@@ -279,12 +279,13 @@ def _stop(process):
         process.wait(timeout=15)
 
 
-def _read_frame(conn):
-    """One length-prefixed JSON frame of the internal protocol."""
-    data = b""
-    while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+def _read_message(conn):
+    """One MessagePack message of the internal protocol."""
+    unpacker = msgpack.Unpacker()
+    while True:
+        for message in unpacker:
+            return message
         chunk = conn.recv(65536)
         if not chunk:
-            raise ConnectionResetError("closed inside a frame")
-        data += chunk
-    return json.loads(data[4:])
+            raise ConnectionResetError("closed inside a message")
+        unpacker.feed(chunk)

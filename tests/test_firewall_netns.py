@@ -456,36 +456,25 @@ PREFIX = PROJECT.replace("-", "_").upper()
 # Run in the trusted client's namespace: the project's own client with its
 # certificate and the token, then two clients that lack one of the two factors.
 MTLS_CLIENT = r"""
-import json, socket, ssl, struct, sys
+import json, socket, ssl, sys
 
 package, host, port, ca, cert, key = sys.argv[1:7]
 config = __import__(package + ".config", fromlist=["load"])
 client_module = __import__(package + ".internal_client", fromlist=["InternalClient"])
+protocol = __import__(package + ".internal.protocol", fromlist=["MessageSocket"])
 results = {}
 client = client_module.InternalClient.from_settings(config.load())
 results["cert_and_token"] = client.call("items.list", limit=5)
 client.close()
 
-def frame(obj):
-    body = json.dumps(obj).encode()
-    return struct.pack(">I", len(body)) + body
-
-def exchange(context, first_frame):
+def exchange(context, first_message):
     with socket.create_connection((host, int(port)), timeout=5) as raw:
         try:
             with context.wrap_socket(raw, server_hostname=host) as tls:
-                tls.sendall(first_frame)
-                header = tls.recv(4)
-                if len(header) < 4:
-                    return "closed without an answer"
-                (size,) = struct.unpack(">I", header)
-                body = b""
-                while len(body) < size:
-                    chunk = tls.recv(size - len(body))
-                    if not chunk:
-                        break
-                    body += chunk
-                return json.loads(body)
+                messages = protocol.MessageSocket(tls, 1 << 20, timeout=5)
+                messages.send(first_message)
+                reply = messages.receive()
+                return "closed without an answer" if reply is None else reply
         except (ssl.SSLError, ConnectionError) as exc:
             return "tls refused: " + type(exc).__name__ + " " + str(exc)[:80]
 
@@ -497,10 +486,8 @@ def context(with_cert):
     return ctx
 
 token = config.load()["INTERNAL_TOKEN"]
-results["no_cert"] = exchange(context(False), frame({"op": "auth", "token": token}))
-results["cert_no_token"] = exchange(
-    context(True), frame({"id": 1, "op": "items.list", "args": {}})
-)
+results["no_cert"] = exchange(context(False), {"op": "auth", "token": token})
+results["cert_no_token"] = exchange(context(True), {"id": 1, "op": "items.list", "args": {}})
 print(json.dumps(results))
 """
 

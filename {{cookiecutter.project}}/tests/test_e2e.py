@@ -112,7 +112,7 @@ def test_internal_service_serves_a_socket_from_systemd(spawn):
     wait_for_port(port, process=process)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
         conn.sendall(b"\x00\x00\x00\x02{}")
-        assert conn.recv(4096)  # the refusal of a frame without the token
+        assert conn.recv(4096)  # the refusal of a message without the token
     assert listening_addresses(process.pid) == {("127.0.0.1", port)}
 
 

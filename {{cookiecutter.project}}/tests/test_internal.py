@@ -1,4 +1,4 @@
-"""The internal service: operations, the frame protocol, the token, limits and durability."""
+"""The internal service: operations, the MessagePack protocol, the token, limits and durability."""
 
 import secrets
 import signal
@@ -10,7 +10,7 @@ import pytest
 
 from {{ cookiecutter.__package }}.internal import operations
 from {{ cookiecutter.__package }}.internal.operations import OPERATIONS, OperationError
-from {{ cookiecutter.__package }}.internal.protocol import FrameSocket, encode
+from {{ cookiecutter.__package }}.internal.protocol import MessageSocket, encode
 from {{ cookiecutter.__package }}.internal.storage import Storage
 from {{ cookiecutter.__package }}.internal_client import InternalClient
 
@@ -78,35 +78,35 @@ def test_operations_validate_their_arguments(storage, name, args, code):
 
 def connect(service):
     sock = socket.create_connection(("127.0.0.1", service.port), timeout=5)
-    return FrameSocket(sock, 1 << 20)
+    return MessageSocket(sock, 1 << 20)
 
 
 def authenticated(service, token=TOKEN):
-    frames = connect(service)
-    frames.send({"id": 0, "op": "auth", "token": token})
-    assert frames.receive()["ok"] is True
-    return frames
+    messages = connect(service)
+    messages.send({"id": 0, "op": "auth", "token": token})
+    assert messages.receive()["ok"] is True
+    return messages
 
 
-def assert_refused_and_closed(frames, code):
-    reply = frames.receive()
+def assert_refused_and_closed(messages, code):
+    reply = messages.receive()
     assert reply["ok"] is False and reply["error"]["code"] == code
-    assert frames.receive() is None
-    frames.sock.close()
+    assert messages.receive() is None
+    messages.sock.close()
 
 
 def test_request_id_is_echoed_and_results_are_structured(internal_service):
-    frames = authenticated(internal_service)
-    frames.send({"id": "abc", "op": "items.create", "args": {"title": "t"}})
-    reply = frames.receive()
+    messages = authenticated(internal_service)
+    messages.send({"id": "abc", "op": "items.create", "args": {"title": "t"}})
+    reply = messages.receive()
     assert reply["id"] == "abc" and reply["ok"] is True and reply["result"]["title"] == "t"
-    frames.send({"id": 7, "op": "no.such", "args": {}})
-    assert frames.receive() == {
+    messages.send({"id": 7, "op": "no.such", "args": {}})
+    assert messages.receive() == {
         "id": 7,
         "ok": False,
         "error": {"code": "unknown_operation", "message": "no operation named 'no.such'"},
     }
-    frames.sock.close()
+    messages.sock.close()
 
 
 def test_failing_operation_returns_an_error_value_not_a_traceback(internal_service, monkeypatch):
@@ -114,11 +114,11 @@ def test_failing_operation_returns_an_error_value_not_a_traceback(internal_servi
         raise RuntimeError("secret detail")
 
     monkeypatch.setitem(OPERATIONS, "test.explode", operations.Operation("x", explode, False))
-    frames = authenticated(internal_service)
-    frames.send({"id": 1, "op": "test.explode", "args": {}})
-    reply = frames.receive()
+    messages = authenticated(internal_service)
+    messages.send({"id": 1, "op": "test.explode", "args": {}})
+    reply = messages.receive()
     assert reply["error"] == {"code": "internal", "message": "internal error"}
-    frames.sock.close()
+    messages.sock.close()
 
 
 @pytest.mark.parametrize(
@@ -133,50 +133,94 @@ def test_failing_operation_returns_an_error_value_not_a_traceback(internal_servi
     ids=["no-token", "wrong-token", "other-project-token", "not-a-string", "request-first"],
 )
 def test_connections_without_the_token_are_refused(internal_service, hello):
-    frames = connect(internal_service)
-    frames.send(hello)
-    assert_refused_and_closed(frames, "unauthorized")
+    messages = connect(internal_service)
+    messages.send(hello)
+    assert_refused_and_closed(messages, "unauthorized")
 
 
 def test_nothing_is_processed_before_authentication(internal_service):
-    frames = connect(internal_service)
-    frames.send({"id": 1, "op": "items.create", "args": {"title": "sneaky"}})
-    assert_refused_and_closed(frames, "unauthorized")
+    messages = connect(internal_service)
+    messages.send({"id": 1, "op": "items.create", "args": {"title": "sneaky"}})
+    assert_refused_and_closed(messages, "unauthorized")
     assert internal_service.storage.list(10, 0)[1] == 0
 
 
-def test_oversize_frame_is_refused_before_its_body_is_read(settings, internal_service):
-    frames = authenticated(internal_service)
-    frames.sock.sendall(struct.pack(">I", settings["INTERNAL_MAX_FRAME"] + 1))
-    assert_refused_and_closed(frames, "frame_too_large")
+def create_head(title_header):
+    """An items.create message up to its title, which TITLE_HEADER starts
+    (a MessagePack string or array header)."""
+    head = b"".join(encode(part) for part in ("id", 1, "op", "items.create", "args"))
+    return b"\x83" + head + b"\x81" + encode("title") + title_header
 
 
-@pytest.mark.parametrize("payload", [b"\xff\xfe garbage", b"not json", b"[1, 2]", b'"text"'])
-def test_garbage_frames_are_refused(internal_service, payload):
-    frames = authenticated(internal_service)
-    frames.sock.sendall(struct.pack(">I", len(payload)) + payload)
-    assert_refused_and_closed(frames, "bad_frame")
+def create_message(size, title_header, filler):
+    """The first SIZE bytes of that message, the title being FILLER over and over."""
+    return (create_head(title_header) + filler * size)[:size]
+
+
+def test_a_message_at_the_size_limit_is_read(settings, internal_service):
+    limit = settings["INTERNAL_MAX_MESSAGE"]
+    # A string header of 5 bytes, then exactly enough characters to end at the limit.
+    length = limit - len(create_head(b"")) - 5
+    messages = authenticated(internal_service)
+    messages.sock.sendall(create_message(limit, b"\xdb" + struct.pack(">I", length), b"x"))
+    # Read whole, and refused by the operation (the title is too long), not by the size.
+    assert messages.receive()["error"]["code"] == "invalid"
+    messages.sock.close()
+
+
+@pytest.mark.parametrize(
+    ("title_header", "filler"),
+    [(b"\xdb" + struct.pack(">I", 2**31), b"x"), (b"\xdd" + struct.pack(">I", 2**20), b"\xa1x")],
+    ids=["one-2-GiB-string", "a-million-short-strings"],
+)
+def test_a_message_past_the_size_limit_is_refused_at_the_limit(
+    settings, internal_service, title_header, filler
+):
+    # msgpack's own buffer limit alone would let the short strings through; the
+    # service counts the message's bytes and stops one byte past the limit.
+    limit = settings["INTERNAL_MAX_MESSAGE"]
+    messages = authenticated(internal_service)
+    messages.sock.sendall(create_message(limit + 1, title_header, filler))
+    assert_refused_and_closed(messages, "message_too_large")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\xc1",
+        encode([1, 2]),
+        encode("text"),
+        b"\x91" * 5000 + b"\xc0",
+        b"\xd4\x05\x00",
+        b"\x81\xd4\x05\x00\x01",
+    ],
+    ids=["never-used-byte", "array", "string", "nested-too-deep", "extension", "extension-key"],
+)
+def test_messages_that_are_not_plain_maps_are_refused(internal_service, payload):
+    messages = authenticated(internal_service)
+    messages.sock.sendall(payload)
+    assert_refused_and_closed(messages, "bad_message")
 
 
 def test_a_slow_client_is_cut_off_after_the_read_timeout(settings, internal_service):
-    frames = connect(internal_service)
+    messages = connect(internal_service)
     started = time.monotonic()
-    frames.sock.sendall(encode({"id": 0, "op": "auth", "token": TOKEN})[:3])
-    frames.sock.settimeout(settings["INTERNAL_READ_TIMEOUT"] * 10)
-    assert frames.sock.recv(1) == b""
+    messages.sock.sendall(encode({"id": 0, "op": "auth", "token": TOKEN})[:3])
+    messages.sock.settimeout(settings["INTERNAL_READ_TIMEOUT"] * 10)
+    assert messages.sock.recv(1) == b""
     assert time.monotonic() - started >= settings["INTERNAL_READ_TIMEOUT"] * 0.9
-    frames.sock.close()
+    messages.sock.close()
 
 
 def test_a_client_dribbling_bytes_is_cut_off_too(settings, internal_service):
-    frames = authenticated(internal_service)
+    messages = authenticated(internal_service)
     frame = encode({"id": 1, "op": "items.list", "args": {}})
     started = time.monotonic()
     limit = settings["INTERNAL_READ_TIMEOUT"] * 10
     closed = False
     for byte in frame[:-1]:
         try:
-            frames.sock.sendall(bytes([byte]))
+            messages.sock.sendall(bytes([byte]))
         except OSError:
             closed = True
             break
@@ -184,10 +228,10 @@ def test_a_client_dribbling_bytes_is_cut_off_too(settings, internal_service):
         if time.monotonic() - started > limit:
             break
     if not closed:
-        frames.sock.settimeout(limit)
-        assert frames.sock.recv(1) == b""
+        messages.sock.settimeout(limit)
+        assert messages.sock.recv(1) == b""
     assert time.monotonic() - started < limit
-    frames.sock.close()
+    messages.sock.close()
 
 
 # --- the client -----------------------------------------------------------------
@@ -198,9 +242,9 @@ def test_client_keeps_one_connection_and_reconnects_after_a_restart(settings, tm
     client = InternalClient(service.address, TOKEN)
     try:
         item = client.call("items.create", title="kept")
-        first = client._local.frames.sock
+        first = client._local.conn.sock
         assert client.call("items.get", id=item["id"]) == item
-        assert client._local.frames.sock is first
+        assert client._local.conn.sock is first
         service.stop()
         service = ThreadedService(settings, port=service.port)
         # The old connection is dead: a read is retried, a write checks before sending.

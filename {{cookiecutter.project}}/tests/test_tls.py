@@ -22,7 +22,7 @@ import pytest
 
 from {{ cookiecutter.__package }} import config, tls
 from {{ cookiecutter.__package }}.api import create_app
-from {{ cookiecutter.__package }}.internal.protocol import FrameSocket, encode
+from {{ cookiecutter.__package }}.internal.protocol import MessageSocket, encode
 from {{ cookiecutter.__package }}.internal_client import InternalClient, InternalError
 
 from .conftest import PREFIX, TOKEN, ThreadedService, free_port, refusal, wait_for_port
@@ -124,11 +124,11 @@ def raw_tls(port, ca, cert=None, key=None):
 
 
 def try_token(conn, hello=None):
-    """Send the auth frame; the reply, or the exception that took its place."""
-    frames = FrameSocket(conn, 1 << 20)
+    """Send the auth message; the reply, or the exception that took its place."""
+    messages = MessageSocket(conn, 1 << 20)
     try:
-        frames.send(hello or {"id": 0, "op": "auth", "token": TOKEN})
-        return frames.receive()
+        messages.send(hello or {"id": 0, "op": "auth", "token": TOKEN})
+        return messages.receive()
     except (ssl.SSLError, ConnectionError) as exc:
         return exc
     finally:
@@ -336,7 +336,7 @@ def test_the_client_round_trips_over_tls_1_3(tls_service, files):
     try:
         item = client.call("items.create", title="over tls")
         assert client.call("items.get", id=item["id"]) == item
-        conn = client._local.frames.sock
+        conn = client._local.conn.sock
         assert isinstance(conn, ssl.SSLSocket) and conn.version() == "TLSv1.3"
         assert ("commonName", "{{ cookiecutter.project }} internal service") in [
             entry[0] for entry in conn.getpeercert()["subject"]
@@ -380,25 +380,25 @@ def test_a_valid_certificate_still_needs_the_token(tls_service, files, caplog, h
     conn = raw_tls(
         tls_service.port, ours / "ca.crt", ours / "client-api1.crt", ours / "client-api1.key"
     )
-    frames = FrameSocket(conn, 1 << 20)
-    frames.send(hello)
-    reply = frames.receive()
+    messages = MessageSocket(conn, 1 << 20)
+    messages.send(hello)
+    reply = messages.receive()
     assert reply["ok"] is False and reply["error"]["code"] == "unauthorized"
-    assert frames.receive() is None
+    assert messages.receive() is None
     conn.close()
     assert tls_service.storage.list(10, 0)[1] == 0
     assert any("CN=api1" in record.getMessage() for record in caplog.records)
 
 
-def test_frames_over_tls_keep_their_limits(tls_service, files, settings):
+def test_messages_over_tls_keep_their_limits(tls_service, files, settings):
     ours = files.ours
     conn = raw_tls(
         tls_service.port, ours / "ca.crt", ours / "client-api1.crt", ours / "client-api1.key"
     )
-    frames = FrameSocket(conn, 1 << 20)
-    frames.send({"id": 0, "op": "auth", "token": TOKEN})
-    assert frames.receive()["ok"] is True
-    # A frame started but not finished is cut off after the read timeout, as in plain TCP.
+    messages = MessageSocket(conn, 1 << 20)
+    messages.send({"id": 0, "op": "auth", "token": TOKEN})
+    assert messages.receive()["ok"] is True
+    # A message started but not finished is cut off after the read timeout, as in plain TCP.
     read_timeout = settings["INTERNAL_READ_TIMEOUT"]
     started = time.monotonic()
     conn.sendall(encode({"id": 1, "op": "items.list", "args": {}})[:3])
@@ -420,7 +420,7 @@ def test_a_plain_tcp_client_gets_nothing(tls_service, caplog):
                 received += chunk
         except ConnectionResetError:
             pass
-    # At most a TLS alert record (content type 21), never a frame of ours.
+    # At most a TLS alert record (content type 21), never a message of ours.
     assert received == b"" or received[0] == 21, received
     assert b"ok" not in received
     assert len(handshake_warnings(caplog)) == 1
@@ -530,13 +530,13 @@ def test_a_kept_tls_connection_is_reused_and_replaced_after_a_restart(monkeypatc
     try:
         # items.create is not retried, so the liveness probe runs before each one.
         client.call("items.create", title="one")
-        first = client._local.frames.sock
+        first = client._local.conn.sock
         client.call("items.create", title="two")
-        assert client._local.frames.sock is first
+        assert client._local.conn.sock is first
         service.stop()
         service = ThreadedService(settings, port=service.port)
         assert client.call("items.create", title="three")["title"] == "three"
-        assert client._local.frames.sock is not first
+        assert client._local.conn.sock is not first
     finally:
         client.close()
         service.stop()
@@ -716,7 +716,7 @@ def test_the_api_works_end_to_end_over_tls(tls_service, files):
         assert created.status_code == 201
         item = created.get_json()
         assert client.get(f"/api/v1/items/{item['id']}").get_json() == item
-        assert isinstance(app.extensions["internal_client"]._local.frames.sock, ssl.SSLSocket)
+        assert isinstance(app.extensions["internal_client"]._local.conn.sock, ssl.SSLSocket)
     finally:
         app.extensions["internal_client"].close()
 

@@ -29,17 +29,17 @@ DEFAULTS = {
     "INTERNAL_PORT": {{ cookiecutter.internal_port | int }},
     # Where the API finds the internal service; empty means INTERNAL_BIND:INTERNAL_PORT.
     "INTERNAL_ADDRESS": "",
-    # Shared secret sent in the first frame of every connection; at least 32 characters.
+    # Shared secret sent in the first message of every connection; at least 32 characters.
     "INTERNAL_TOKEN": "",
     # Client side: seconds to connect, and to wait for an answer.
     "INTERNAL_CONNECT_TIMEOUT": 1.0,
     "INTERNAL_TIMEOUT": 5.0,
-    # Server side: a frame once started must arrive within READ_TIMEOUT seconds;
+    # Server side: a message once started must arrive within READ_TIMEOUT seconds;
     # a connection idle for IDLE_TIMEOUT seconds is closed.
     "INTERNAL_READ_TIMEOUT": 5.0,
     "INTERNAL_IDLE_TIMEOUT": 300.0,
-    # Largest frame in bytes, checked before the frame is read.
-    "INTERNAL_MAX_FRAME": 1048576,
+    # Largest message in bytes: the most the service buffers for one message.
+    "INTERNAL_MAX_MESSAGE": 1048576,
     # Comma-separated addresses or CIDRs of other hosts allowed to reach the
     # internal service. Empty means this host only (loopback).
     "TRUSTED_CLIENTS": {{ cookiecutter.trusted_clients | tojson }},

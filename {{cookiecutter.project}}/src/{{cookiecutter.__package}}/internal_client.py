@@ -1,10 +1,11 @@
-"""Client of the internal service: one persistent framed-JSON connection per worker thread.
+"""Client of the internal service: one persistent MessagePack connection per worker thread.
 
 The connection is opened lazily, after gunicorn has forked, and re-opened when
 it breaks. Only idempotent operations are retried on a fresh connection. With
 INTERNAL_TLS_CA set it is mutual TLS (tls.py) before the token is sent.
 """
 
+import functools
 import itertools
 import logging
 import os
@@ -12,10 +13,11 @@ import select
 import socket
 import ssl
 import threading
+import weakref
 
 from . import config, tls
 from .internal.operations import idempotent_operations
-from .internal.protocol import FrameSocket, ProtocolError
+from .internal.protocol import MessageSocket, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,12 @@ class OperationFailed(InternalError):
     """The service ran the request and answered with a structured error."""
 
 
+def _forget_in_child(client_ref):
+    client = client_ref()
+    if client is not None:
+        client._forget()
+
+
 class InternalClient:
     def __init__(
         self,
@@ -54,7 +62,7 @@ class InternalClient:
         token,
         connect_timeout=1.0,
         timeout=5.0,
-        max_frame=1048576,
+        max_message=1048576,
         tls_context=None,
     ):
         self.address = config.split_host_port(address)
@@ -62,10 +70,13 @@ class InternalClient:
         self.token = token
         self.connect_timeout = connect_timeout
         self.timeout = timeout
-        self.max_frame = max_frame
+        self.max_message = max_message
         self.retryable = idempotent_operations()
         self._local = threading.local()
         self._ids = itertools.count(1)
+        # A forked child (a gunicorn worker) must not share its parent's connections.
+        # A weak reference, so that the hook does not keep every client alive.
+        os.register_at_fork(after_in_child=functools.partial(_forget_in_child, weakref.ref(self)))
 
     @classmethod
     def from_settings(cls, settings):
@@ -74,7 +85,7 @@ class InternalClient:
             settings["INTERNAL_TOKEN"],
             settings["INTERNAL_CONNECT_TIMEOUT"],
             settings["INTERNAL_TIMEOUT"],
-            settings["INTERNAL_MAX_FRAME"],
+            settings["INTERNAL_MAX_MESSAGE"],
             tls.client_context(settings),
         )
 
@@ -82,9 +93,9 @@ class InternalClient:
         """Run an operation and return its result, or raise an InternalError."""
         retryable = op in self.retryable
         while True:
-            frames, fresh = self._connection(probe=not retryable)
+            conn, fresh = self._connection(probe=not retryable)
             try:
-                return self._round_trip(frames, op, args)
+                return self._round_trip(conn, op, args)
             except (ConnectionError, ProtocolError, ssl.SSLError) as exc:
                 self.close()
                 # A pooled connection that broke is retried once on a new one, if safe.
@@ -95,16 +106,20 @@ class InternalClient:
                 retryable = False
 
     def close(self):
-        frames = getattr(self._local, "frames", None)
-        self._local.frames = None
-        if frames is not None:
-            frames.sock.close()
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.sock.close()
 
-    def _round_trip(self, frames, op, args):
+    def _forget(self):
+        """In a new child: start without connections (the parent's stay the parent's)."""
+        self._local = threading.local()
+
+    def _round_trip(self, conn, op, args):
         request_id = next(self._ids)
         try:
-            frames.send({"id": request_id, "op": op, "args": args})
-            reply = frames.receive()
+            conn.send({"id": request_id, "op": op, "args": args})
+            reply = conn.receive()
         except TimeoutError:
             # A late answer would be read as the reply to the next request.
             self.close()
@@ -123,17 +138,15 @@ class InternalClient:
         )
 
     def _connection(self, probe):
-        """This thread's connection and whether it is new; after a fork the parent's is dropped."""
+        """This thread's connection and whether it is new."""
         local = self._local
-        frames = getattr(local, "frames", None)
-        if frames is not None and local.pid == os.getpid():
-            if not probe or self._alive(frames.sock):
-                return frames, False
-        if frames is not None:
+        conn = getattr(local, "conn", None)
+        if conn is not None:
+            if not probe or self._alive(conn.sock):
+                return conn, False
             self.close()
-        local.frames = self._connect()
-        local.pid = os.getpid()
-        return local.frames, True
+        local.conn = self._connect()
+        return local.conn, True
 
     @staticmethod
     def _alive(sock):
@@ -210,10 +223,10 @@ class InternalClient:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls_context is not None:
             sock = self._start_tls(sock)
-        frames = FrameSocket(sock, self.max_frame, timeout=self.timeout)
+        conn = MessageSocket(sock, self.max_message, timeout=self.timeout)
         try:
-            frames.send({"id": 0, "op": "auth", "token": self.token})
-            reply = frames.receive()
+            conn.send({"id": 0, "op": "auth", "token": self.token})
+            reply = conn.receive()
         except TimeoutError:
             sock.close()
             raise InternalTimeout("the internal service did not answer the handshake") from None
@@ -236,4 +249,4 @@ class InternalClient:
         if reply.get("ok") is not True:
             sock.close()
             raise InternalError("the internal service refused our token", code="internal_auth")
-        return frames
+        return conn

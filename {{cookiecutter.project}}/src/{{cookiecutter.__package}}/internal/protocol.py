@@ -1,20 +1,24 @@
-"""Length-prefixed JSON frames, the wire format between the API and the internal service.
+"""The wire format between the API and the internal service: a stream of MessagePack maps.
 
-A frame is a 4-byte big-endian length followed by that many bytes of UTF-8
-JSON holding one object. The length is checked before the body is read.
+msgpack's streaming Unpacker finds where each message ends and decodes it in
+C, so there is no framing code of our own. What is ours is the limit: a
+message may not run past max_message bytes. The Unpacker's own buffer limit
+is not enough for that, because it drops the bytes of each finished string
+or number even while the message holding them goes on. Every message must be
+a map; extension types (MessagePack's escape hatch for custom objects) are
+refused.
 """
 
-import json
 import socket
 import ssl
 import struct
 import time
 
-HEADER = struct.Struct(">I")
+import msgpack
 
 
 class ProtocolError(Exception):
-    """The peer broke the frame format; the connection cannot be trusted any more."""
+    """The peer broke the message format; the connection cannot be trusted any more."""
 
     def __init__(self, code, message):
         super().__init__(message)
@@ -22,9 +26,12 @@ class ProtocolError(Exception):
         self.message = message
 
 
+def _refuse_extension(code, data):
+    raise ValueError(f"extension type {code} is not accepted")
+
+
 def encode(message):
-    data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
-    return HEADER.pack(len(data)) + data
+    return msgpack.packb(message)
 
 
 def _timeval(seconds):
@@ -33,26 +40,32 @@ def _timeval(seconds):
     return struct.pack("ll", micros // 1_000_000, micros % 1_000_000)
 
 
-class FrameSocket:
-    """Reads and writes whole frames on one connected socket.
+class MessageSocket:
+    """Reads and writes whole messages on one connected socket.
 
-    With idle_timeout and read_timeout set (the server), waiting for a frame
+    With idle_timeout and read_timeout set (the server), waiting for a message
     may take idle_timeout seconds, but once its first byte has arrived the rest
     must follow within read_timeout, so a slow client cannot hold a thread.
     Without them (the client), `timeout` bounds every read and write.
 
     On a plain TCP socket the timeouts are the kernel's (SO_RCVTIMEO and
-    SO_SNDTIMEO on a blocking socket): a frame then costs one recv and one
-    send, where Python's socket timeouts add a poll() before each and an ioctl
-    for each change. A TLS socket keeps Python's timeouts, which OpenSSL needs.
+    SO_SNDTIMEO on a blocking socket): a message then costs one recv and one
+    send, where Python's socket timeouts add a poll() before each. A TLS
+    socket keeps Python's timeouts, which OpenSSL needs.
     """
 
-    def __init__(self, sock, max_frame, idle_timeout=None, read_timeout=None, timeout=None):
+    def __init__(self, sock, max_message, idle_timeout=None, read_timeout=None, timeout=None):
         self.sock = sock
-        self.max_frame = max_frame
+        self.max_message = max_message
         self.idle_timeout = idle_timeout if idle_timeout is not None else timeout
         self.read_timeout = read_timeout
-        self._buffer = bytearray()
+        self._unpacker = msgpack.Unpacker(max_buffer_size=max_message, ext_hook=_refuse_extension)
+        # A Packer reuses its buffer; it is not shared between threads (one per connection).
+        self._pack = msgpack.Packer().pack
+        # Bytes fed in, and where the last whole message ended: more fed than
+        # that means a message has started.
+        self._fed = 0
+        self._boundary = 0
         self._kernel = not isinstance(sock, ssl.SSLSocket)
         self._timeout = None
         if self._kernel:
@@ -67,9 +80,9 @@ class FrameSocket:
 
     def send(self, message):
         try:
-            self.sock.sendall(encode(message))
+            self.sock.sendall(self._pack(message))
         except BlockingIOError:
-            raise TimeoutError("frame not sent in time") from None
+            raise TimeoutError("message not sent in time") from None
 
     def _set_timeout(self, seconds):
         if seconds is None or seconds == self._timeout:
@@ -80,52 +93,55 @@ class FrameSocket:
             self.sock.settimeout(seconds)
         self._timeout = seconds
 
-    def _fill(self, deadline):
-        """Read more bytes; False on a clean end of stream."""
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("frame not completed in time")
-            self._set_timeout(remaining)
+    def _next(self):
+        """The next whole message already received, or None."""
         try:
-            chunk = self.sock.recv(65536)
-        except BlockingIOError:
-            # SO_RCVTIMEO ran out.
-            raise TimeoutError("no data in time") from None
-        if not chunk:
-            return False
-        self._buffer += chunk
-        return True
+            message = next(self._unpacker)
+        except StopIteration:
+            return None
+        except ValueError as exc:
+            # FormatError, StackError (nested too deep), an extension type, a
+            # declared length past the limit: all are ValueErrors.
+            raise ProtocolError("bad_message", f"not a valid MessagePack message: {exc}") from None
+        self._boundary = self._unpacker.tell()
+        if not isinstance(message, dict):
+            raise ProtocolError("bad_message", "a message must be a MessagePack map")
+        return message
 
     def receive(self):
-        """Return the next message, or None if the peer closed between frames."""
-        buffer = self._buffer
+        """Return the next message, or None if the peer closed between messages."""
         deadline = None
-        if not buffer:
-            self._set_timeout(self.idle_timeout)
-            if not self._fill(None):
+        while (message := self._next()) is None:
+            pending = self._fed - self._boundary
+            if pending > self.max_message:
+                raise self._too_large()
+            started = pending > 0
+            if not started:
+                self._set_timeout(self.idle_timeout)
+            elif self.read_timeout is not None:
+                if deadline is None:
+                    deadline = time.monotonic() + self.read_timeout
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("message not completed in time")
+                self._set_timeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except BlockingIOError:
+                # SO_RCVTIMEO ran out.
+                raise TimeoutError("no data in time") from None
+            if not chunk:
+                if started:
+                    raise ProtocolError("truncated", "connection closed inside a message")
                 return None
-        if self.read_timeout is not None:
-            deadline = time.monotonic() + self.read_timeout
-        while len(buffer) < HEADER.size:
-            if not self._fill(deadline):
-                raise ProtocolError("truncated", "connection closed inside a frame")
-        (size,) = HEADER.unpack_from(buffer)
-        if not 0 < size <= self.max_frame:
-            raise ProtocolError(
-                "frame_too_large" if size else "bad_frame",
-                f"frame of {size} bytes; allowed 1 to {self.max_frame}",
-            )
-        end = HEADER.size + size
-        while len(buffer) < end:
-            if not self._fill(deadline):
-                raise ProtocolError("truncated", "connection closed inside a frame")
-        payload = bytes(buffer[HEADER.size : end])
-        del buffer[:end]
-        try:
-            message = json.loads(payload)
-        except ValueError:
-            raise ProtocolError("bad_frame", "frame is not UTF-8 JSON") from None
-        if not isinstance(message, dict):
-            raise ProtocolError("bad_frame", "frame must hold a JSON object")
+            try:
+                self._unpacker.feed(chunk)
+            except msgpack.BufferFull:
+                raise self._too_large() from None
+            self._fed += len(chunk)
         return message
+
+    def _too_large(self):
+        return ProtocolError(
+            "message_too_large", f"message longer than the limit of {self.max_message} bytes"
+        )

@@ -1,10 +1,10 @@
-"""Transport of the internal service: a thread per connection speaking framed JSON.
+"""Transport of the internal service: a thread per connection speaking MessagePack (protocol.py).
 
 With TLS on (tls.py), each connection first completes a TLS 1.3 handshake
 with a client certificate of the project CA, within the read timeout, or it is
-closed. Then, TLS or not, the first frame must authenticate with the shared
+closed. Then, TLS or not, the first message must authenticate with the shared
 token, or the connection is closed without anything else being read. Each
-later frame is one request:
+later message is one request:
 {"id": ..., "op": "items.get", "args": {...}}, answered with
 {"id": ..., "ok": true, "result": ...} or {"id": ..., "ok": false, "error": {...}}.
 """
@@ -19,7 +19,7 @@ import threading
 
 from .. import tls
 from .operations import OPERATIONS, OperationError
-from .protocol import FrameSocket, ProtocolError
+from .protocol import MessageSocket, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +53,17 @@ class Handler(socketserver.BaseRequestHandler):
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if server.tls is not None and not self._start_tls():
             return
-        frames = FrameSocket(
-            self.request, server.max_frame, server.idle_timeout, server.read_timeout
+        messages = MessageSocket(
+            self.request, server.max_message, server.idle_timeout, server.read_timeout
         )
         try:
-            if not self._authenticate(frames):
+            if not self._authenticate(messages):
                 return
-            while (request := frames.receive()) is not None:
-                frames.send(server.dispatch(request))
+            receive, send, dispatch = messages.receive, messages.send, server.dispatch
+            while (request := receive()) is not None:
+                send(dispatch(request))
         except ProtocolError as exc:
-            self._refuse(frames, None, exc.code, exc.message)
+            self._refuse(messages, None, exc.code, exc.message)
         except (TimeoutError, OSError):
             # Idle, too slow or gone: just drop the connection.
             pass
@@ -70,7 +71,7 @@ class Handler(socketserver.BaseRequestHandler):
     def _start_tls(self):
         """The server side of the handshake, in this connection's own thread; False if it failed."""
         plain = self.request
-        # A client that never finishes the handshake is cut off like a slow frame.
+        # A client that never finishes the handshake is cut off like a slow message.
         plain.settimeout(self.server.read_timeout)
         try:
             conn = self.server.tls.wrap_socket(
@@ -89,8 +90,8 @@ class Handler(socketserver.BaseRequestHandler):
         self.peer = f"{self.peer} (certificate {tls.common_name(conn.getpeercert())})"
         return True
 
-    def _authenticate(self, frames):
-        hello = frames.receive()
+    def _authenticate(self, messages):
+        hello = messages.receive()
         if hello is None:
             return False
         token = hello.get("token")
@@ -99,16 +100,16 @@ class Handler(socketserver.BaseRequestHandler):
             and isinstance(token, str)
             and hmac.compare_digest(token.encode(), self.server.token)
         ):
-            frames.send({"id": hello.get("id"), "ok": True, "result": {"authenticated": True}})
+            messages.send({"id": hello.get("id"), "ok": True, "result": {"authenticated": True}})
             return True
         log.warning("refused a connection from %s: bad or missing token", self.peer)
-        self._refuse(frames, hello.get("id"), "unauthorized", "bad or missing token")
+        self._refuse(messages, hello.get("id"), "unauthorized", "bad or missing token")
         return False
 
     @staticmethod
-    def _refuse(frames, request_id, code, message):
+    def _refuse(messages, request_id, code, message):
         try:
-            frames.send(
+            messages.send(
                 {"id": request_id, "ok": False, "error": {"code": code, "message": message}}
             )
         except OSError:
@@ -125,7 +126,7 @@ class InternalServer(socketserver.ThreadingTCPServer):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.storage = storage
         self.token = settings["INTERNAL_TOKEN"].encode()
-        self.max_frame = settings["INTERNAL_MAX_FRAME"]
+        self.max_message = settings["INTERNAL_MAX_MESSAGE"]
         self.idle_timeout = settings["INTERNAL_IDLE_TIMEOUT"]
         self.read_timeout = settings["INTERNAL_READ_TIMEOUT"]
         # Built before anything listens, so a bad file stops start-up.
@@ -168,7 +169,7 @@ class InternalServer(socketserver.ThreadingTCPServer):
             if operation is None:
                 raise OperationError("unknown_operation", f"no operation named {name!r}")
             if not isinstance(args, dict):
-                raise OperationError("invalid_arguments", "args must be a JSON object")
+                raise OperationError("invalid_arguments", "args must be a map")
             return {"id": request_id, "ok": True, "result": operation(self.storage, args)}
         except OperationError as exc:
             return {"id": request_id, "ok": False, "error": exc.as_dict()}
