@@ -13,8 +13,11 @@ than the rest of a small JSON answer. Here it runs once, at start-up, on a
 model app with the same options; the headers it sends there, for an HTML and
 a JSON answer over http and https, are then added to every response by one
 pass over the header list at the WSGI layer, which also covers answers that
-never reach Flask's after_request.
+never reach Flask's after_request. Under gunicorn, gunicorn_api.py checks
+these constant headers once instead of on every response.
 """
+
+import functools
 
 from flask import Flask
 from flask_talisman import DENY, Talisman
@@ -107,6 +110,7 @@ def _talisman(app):
     )
 
 
+@functools.cache
 def _model_headers():
     """What Talisman sends, plus EXTRA_HEADERS: (is_json, is_https) -> header list."""
     model = Flask(__name__)
@@ -153,6 +157,13 @@ def _with_headers(wsgi_app, variants):
         return wsgi_app(environ, start)
 
     return app
+
+
+def constant_headers():
+    """Every (name, value) pair this module adds: the same strings on every response,
+    so gunicorn_api.py can have them checked once instead of on each response."""
+    variants, _ = _model_headers()
+    return frozenset(pair for headers in variants.values() for pair in headers)
 
 
 def apply(app):
