@@ -157,15 +157,27 @@ def create_message(size, title_header, filler):
     return (create_head(title_header) + filler * size)[:size]
 
 
-def test_a_message_at_the_size_limit_is_read(settings, internal_service):
-    limit = settings["INTERNAL_MAX_MESSAGE"]
-    # A string header of 5 bytes, then exactly enough characters to end at the limit.
-    length = limit - len(create_head(b"")) - 5
-    messages = authenticated(internal_service)
-    messages.sock.sendall(create_message(limit, b"\xdb" + struct.pack(">I", length), b"x"))
-    # Read whole, and refused by the operation (the title is too long), not by the size.
-    assert messages.receive()["error"]["code"] == "invalid"
-    messages.sock.close()
+@pytest.mark.parametrize("over", [0, 1], ids=["at-the-limit", "one-byte-past"])
+@pytest.mark.parametrize("limit", [200, None], ids=["200-bytes-in-one-read", "default-limit"])
+def test_the_size_limit_is_exact(settings, limit, over):
+    limit = limit or settings["INTERNAL_MAX_MESSAGE"]
+    service = ThreadedService({**settings, "INTERNAL_MAX_MESSAGE": limit})
+    try:
+        messages = authenticated(service)
+        # A string header of 5 bytes, then exactly enough characters to end LIMIT + OVER bytes.
+        length = limit + over - len(create_head(b"")) - 5
+        messages.sock.sendall(
+            create_message(limit + over, b"\xdb" + struct.pack(">I", length), b"x")
+        )
+        if over:
+            assert_refused_and_closed(messages, "message_too_large")
+        else:
+            # Read whole and run: created, or refused by the operation for a title too long.
+            reply = messages.receive()
+            assert reply["id"] == 1 and (reply["ok"] or reply["error"]["code"] == "invalid")
+            messages.sock.close()
+    finally:
+        service.stop()
 
 
 @pytest.mark.parametrize(

@@ -103,7 +103,10 @@ class MessageSocket:
             # FormatError, StackError (nested too deep), an extension type, a
             # declared length past the limit: all are ValueErrors.
             raise ProtocolError("bad_message", f"not a valid MessagePack message: {exc}") from None
-        self._boundary = self._unpacker.tell()
+        start, self._boundary = self._boundary, self._unpacker.tell()
+        if self._boundary - start > self.max_message:
+            # It came whole in the last read; one still on its way is stopped in receive().
+            raise self._too_large()
         if not isinstance(message, dict):
             raise ProtocolError("bad_message", "a message must be a MessagePack map")
         return message
@@ -111,7 +114,9 @@ class MessageSocket:
     def receive(self):
         """Return the next message, or None if the peer closed between messages."""
         deadline = None
-        while (message := self._next()) is None:
+        # Nothing buffered (the usual case, one message per read): go straight to recv.
+        message = self._next() if self._fed > self._boundary else None
+        while message is None:
             pending = self._fed - self._boundary
             if pending > self.max_message:
                 raise self._too_large()
@@ -139,6 +144,7 @@ class MessageSocket:
             except msgpack.BufferFull:
                 raise self._too_large() from None
             self._fed += len(chunk)
+            message = self._next()
         return message
 
     def _too_large(self):
