@@ -100,7 +100,7 @@ class Stack:
             "INTERNAL_PORT": self.internal_port,
             "INTERNAL_TOKEN": self.token,
             "STATE_DIR": self.work_dir / "state",
-            "WORKERS": 2,
+            "WORKERS": 3,
             "LOG_LEVEL": "WARNING",
             **self.extra_settings,
         }
@@ -114,7 +114,7 @@ class Stack:
         count = self._started[name] = self._started.get(name, 0) + 1
         if count > 1:
             name = f"{name}-{count}"
-        log = open(self.work_dir / f"{name}.log", "w", encoding="utf-8")
+        log = open(self.work_dir / f"{name}.log", "w", encoding="utf-8")  # noqa: SIM115 - closed in stop()
         process = subprocess.Popen(
             [sys.executable, *args],
             cwd=self.work_dir,
@@ -188,7 +188,7 @@ class Stack:
         )
         self._wait_for(self.api, self.public_port)
         # The master (preload_app) listens before it has forked every worker.
-        self.wait_for_workers(int(self.extra_settings.get("WORKERS", 2)))
+        self.wait_for_workers(int(self.extra_settings.get("WORKERS", 3)))
         return self.api
 
     def _wait_for_token(self, process, timeout=30.0):

@@ -35,7 +35,7 @@ from conftest import default_answers
 from stack import WORKER_PATH, Stack
 
 PACKAGE = default_answers()["__package"]
-WORKERS = 2  # the project's default, and what Stack sets
+WORKERS = 3  # the project's default, and what Stack sets
 ITEM = {"title": "read under load and faults", "body": "seeded by the test"}
 
 
