@@ -211,7 +211,7 @@ def parse_wrk(output):
     """rps, p50 and p99 in ms, and errors (socket errors plus non-2xx/3xx) from wrk --latency."""
 
     def latency(percent):
-        match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+        match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
         return float(match.group(1)) * LATENCY_UNITS[match.group(2)] if match else None
 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
@@ -264,10 +264,44 @@ def summarise(samples):
     return table
 
 
+# The issue's targets: (what, how it is computed, comparison, limit).
+HOP = "items/<id>, harden on"
+
+
+def target_rows(samples, table, pss_mb, connections_list):
+    """Each target against its figure: per concurrency, the median over rounds
+    of the ratio within one round (harden on/off) or of the p99s (table)."""
+    rows = []
+    for connections in connections_list:
+        hop = table[HOP][connections]["ratio_median"]
+        rows.append((f"items/<id> ≥ 0.70× baseline, c{connections}", hop, ">=", 0.70))
+    for connections in connections_list:
+        on = samples[("health, harden on", connections)]
+        off = samples[("health, harden off", connections)]
+        ratio = statistics.median(a["rps"] / b["rps"] for a, b in zip(on, off, strict=True))
+        rows.append((f"health harden on ≥ 0.95× harden off, c{connections}", ratio, ">=", 0.95))
+    if 32 in connections_list:
+        p99 = table[HOP][32]["p99_ms"] / table["baseline"][32]["p99_ms"]
+        rows.append(("items/<id> p99 ≤ 1.5× baseline p99, c32", p99, "<=", 1.5))
+    rows.append(("whole-stack PSS after load ≤ 90 MB", pss_mb["stack"], "<=", 90.0))
+    return rows
+
+
+def targets_markdown(rows):
+    lines = ["| target | measured | met |", "|---|---|---|"]
+    for name, value, comparison, limit in rows:
+        met = value >= limit if comparison == ">=" else value <= limit
+        figure = f"{value:.1f} MB" if "MB" in name else f"{value:.2f}×"
+        lines.append(f"| {name} | {figure} | {'yes' if met else 'no'} |")
+    return "\n".join(lines)
+
+
 def markdown(table, pss_mb, connections_list):
     lines = [
-        "| target | c | rps median (min-max) | ratio to baseline (min) | p50 ms | p99 ms "
-        "| errors | server CPU µs/req |",
+        (
+            "| target | c | rps median (min-max) | ratio to baseline (min) | p50 ms | p99 ms "
+            "| errors | server CPU µs/req |"
+        ),
         "|---|---|---|---|---|---|---|---|",
     ]
     for target in TARGETS:
@@ -358,13 +392,20 @@ def main():
                     samples.setdefault((target, connections), []).append(result)
         pss = {group: processes.pss_mb(group) for group in ("stack", "baseline")}
         table = summarise(samples)
+        targets = target_rows(samples, table, pss, connections_list)
         print(markdown(table, pss, connections_list))
+        print()
+        print(targets_markdown(targets))
         Path(args.out).write_text(
             json.dumps(
                 {
                     "seconds": args.seconds,
                     "rounds": args.rounds,
                     "pss_mb": pss,
+                    "targets": [
+                        dict(zip(("target", "measured", "comparison", "limit"), row, strict=True))
+                        for row in targets
+                    ],
                     "results": {
                         target: {str(c): row for c, row in rows.items()}
                         for target, rows in table.items()
