@@ -1,5 +1,6 @@
 """The internal service: operations, the MessagePack protocol, the token, limits and durability."""
 
+import os
 import secrets
 import signal
 import socket
@@ -247,6 +248,45 @@ def test_a_client_dribbling_bytes_is_cut_off_too(settings, internal_service):
 
 
 # --- the client -----------------------------------------------------------------
+
+
+def test_the_longest_page_of_items_reaches_the_client(internal_service):
+    # 100 items of the longest title and body, every character 4 bytes of UTF-8:
+    # an answer of about 4 MB, past the 1 MiB that any request may take.
+    client = InternalClient(internal_service.address, TOKEN)
+    try:
+        title, body = "\U0001f512" * operations.TITLE_MAX, "\U0001f511" * operations.BODY_MAX
+        for _ in range(operations.LIMIT_MAX):
+            client.call("items.create", title=title, body=body)
+        page = client.call("items.list", limit=operations.LIMIT_MAX)
+        assert len(page["items"]) == operations.LIMIT_MAX
+        assert {(item["title"], item["body"]) for item in page["items"]} == {(title, body)}
+    finally:
+        client.close()
+
+
+def test_a_forked_child_opens_a_connection_of_its_own(internal_service):
+    client = InternalClient(internal_service.address, TOKEN)
+    try:
+        client.call("service.ping")
+        parents = client._local.conn
+        pid = os.fork()
+        if pid == 0:
+            # The child: it must not write into the parent's stream.
+            code = 1
+            try:
+                if getattr(client._local, "conn", None) is None:
+                    client.call("service.ping")
+                    code = 0 if client._local.conn is not parents else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        # The parent's connection is still its own, in step.
+        assert client._local.conn is parents
+        assert client.call("service.ping") == {"status": "ok"}
+    finally:
+        client.close()
 
 
 def test_client_keeps_one_connection_and_reconnects_after_a_restart(settings, tmp_path):

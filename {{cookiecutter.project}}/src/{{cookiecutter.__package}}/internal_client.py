@@ -16,7 +16,7 @@ import threading
 import weakref
 
 from . import config, tls
-from .internal.operations import idempotent_operations
+from .internal.operations import LONGEST_REPLY, idempotent_operations
 from .internal.protocol import MessageSocket, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,9 @@ class InternalClient:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls_context is not None:
             sock = self._start_tls(sock)
-        conn = MessageSocket(sock, self.max_message, timeout=self.timeout)
+        # INTERNAL_MAX_MESSAGE guards the service against its clients; an answer
+        # may be longer than any request (a page of long items).
+        conn = MessageSocket(sock, max(self.max_message, LONGEST_REPLY), timeout=self.timeout)
         try:
             conn.send({"id": 0, "op": "auth", "token": self.token})
             reply = conn.receive()

@@ -11,6 +11,9 @@ BODY_MAX = 10_000
 LIMIT_MAX = 100
 # SQLite integers are 64-bit signed.
 INT_MAX = 2**63 - 1
+# The longest answer an operation can give: items.list of LIMIT_MAX items whose
+# every character takes 4 bytes of UTF-8, with room for the keys, ids and times.
+LONGEST_REPLY = LIMIT_MAX * (4 * (TITLE_MAX + BODY_MAX) + 512)
 
 OPERATIONS = {}
 
