@@ -7,11 +7,12 @@ import socket
 import struct
 import time
 
+import msgpack
 import pytest
 
 from {{ cookiecutter.__package }}.internal import operations
 from {{ cookiecutter.__package }}.internal.operations import OPERATIONS, OperationError
-from {{ cookiecutter.__package }}.internal.protocol import MessageSocket, encode
+from {{ cookiecutter.__package }}.internal.protocol import MessageSocket
 from {{ cookiecutter.__package }}.internal.storage import Storage
 from {{ cookiecutter.__package }}.internal_client import InternalClient
 
@@ -149,8 +150,8 @@ def test_nothing_is_processed_before_authentication(internal_service):
 def create_head(title_header):
     """An items.create message up to its title, which TITLE_HEADER starts
     (a MessagePack string or array header)."""
-    head = b"".join(encode(part) for part in ("id", 1, "op", "items.create", "args"))
-    return b"\x83" + head + b"\x81" + encode("title") + title_header
+    head = b"".join(msgpack.packb(part) for part in ("id", 1, "op", "items.create", "args"))
+    return b"\x83" + head + b"\x81" + msgpack.packb("title") + title_header
 
 
 def create_message(size, title_header, filler):
@@ -201,8 +202,8 @@ def test_a_message_past_the_size_limit_is_refused_at_the_limit(
     "payload",
     [
         b"\xc1",
-        encode([1, 2]),
-        encode("text"),
+        msgpack.packb([1, 2]),
+        msgpack.packb("text"),
         b"\x91" * 5000 + b"\xc0",
         b"\xd4\x05\x00",
         b"\x81\xd4\x05\x00\x01",
@@ -218,7 +219,7 @@ def test_messages_that_are_not_plain_maps_are_refused(internal_service, payload)
 def test_a_slow_client_is_cut_off_after_the_read_timeout(settings, internal_service):
     messages = connect(internal_service)
     started = time.monotonic()
-    messages.sock.sendall(encode({"id": 0, "op": "auth", "token": TOKEN})[:3])
+    messages.sock.sendall(msgpack.packb({"id": 0, "op": "auth", "token": TOKEN})[:3])
     messages.sock.settimeout(settings["INTERNAL_READ_TIMEOUT"] * 10)
     assert messages.sock.recv(1) == b""
     assert time.monotonic() - started >= settings["INTERNAL_READ_TIMEOUT"] * 0.9
@@ -227,7 +228,7 @@ def test_a_slow_client_is_cut_off_after_the_read_timeout(settings, internal_serv
 
 def test_a_client_dribbling_bytes_is_cut_off_too(settings, internal_service):
     messages = authenticated(internal_service)
-    frame = encode({"id": 1, "op": "items.list", "args": {}})
+    frame = msgpack.packb({"id": 1, "op": "items.list", "args": {}})
     started = time.monotonic()
     limit = settings["INTERNAL_READ_TIMEOUT"] * 10
     closed = False

@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import msgpack
 import pytest
 
 from {{ cookiecutter.__package }} import config, tls
 from {{ cookiecutter.__package }}.api import create_app
-from {{ cookiecutter.__package }}.internal.protocol import MessageSocket, encode
+from {{ cookiecutter.__package }}.internal.protocol import MessageSocket
 from {{ cookiecutter.__package }}.internal_client import InternalClient, InternalError
 
 from .conftest import PREFIX, TOKEN, ThreadedService, free_port, refusal, wait_for_port
@@ -401,7 +402,7 @@ def test_messages_over_tls_keep_their_limits(tls_service, files, settings):
     # A message started but not finished is cut off after the read timeout, as in plain TCP.
     read_timeout = settings["INTERNAL_READ_TIMEOUT"]
     started = time.monotonic()
-    conn.sendall(encode({"id": 1, "op": "items.list", "args": {}})[:3])
+    conn.sendall(msgpack.packb({"id": 1, "op": "items.list", "args": {}})[:3])
     conn.settimeout(read_timeout * 10)
     try:
         assert conn.recv(1) == b""
@@ -413,7 +414,7 @@ def test_messages_over_tls_keep_their_limits(tls_service, files, settings):
 
 def test_a_plain_tcp_client_gets_nothing(tls_service, caplog):
     with socket.create_connection(("127.0.0.1", tls_service.port), timeout=5) as conn:
-        conn.sendall(encode({"id": 0, "op": "auth", "token": TOKEN}))
+        conn.sendall(msgpack.packb({"id": 0, "op": "auth", "token": TOKEN}))
         received = b""
         try:
             while chunk := conn.recv(4096):

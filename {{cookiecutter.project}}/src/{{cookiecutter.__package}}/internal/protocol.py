@@ -30,10 +30,6 @@ def _refuse_extension(code, data):
     raise ValueError(f"extension type {code} is not accepted")
 
 
-def encode(message):
-    return msgpack.packb(message)
-
-
 def _timeval(seconds):
     """SO_RCVTIMEO/SO_SNDTIMEO value; 0 would mean "wait forever", so at least 1 µs."""
     micros = max(1, round(seconds * 1_000_000))
