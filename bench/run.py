@@ -49,12 +49,13 @@ def hello():
 """
 
 BASELINE_CONFIG = """\
-# The project's own worker count and class (and threads, if it sets them).
+# The project's own worker count and class (and threads and keep-alive, if it sets them).
 from {package} import gunicorn_api as _project
 
 workers = _project.workers
 worker_class = _project.worker_class
 threads = getattr(_project, "threads", 1)
+keepalive = getattr(_project, "keepalive", 2)
 bind = ["127.0.0.1:{port}"]
 wsgi_app = "baseline_app:app"
 worker_tmp_dir = "/dev/shm"
@@ -109,21 +110,25 @@ class Processes:
             args, env=env, cwd=self.work, stdout=log, stderr=subprocess.STDOUT
         )
         process.log = log
+        process.name = name
         self.groups.setdefault(group, []).append(process)
         return process
 
-    def tree(self, group):
+    def tree(self, group, name=None):
         """psutil processes of a group: every master and its workers."""
         found = []
         for process in self.groups.get(group, []):
+            if name is not None and process.name != name:
+                continue
             with contextlib.suppress(psutil.NoSuchProcess):
                 root = psutil.Process(process.pid)
                 found += [root, *root.children(recursive=True)]
         return found
 
-    def cpu_seconds(self, group):
+    def cpu_seconds(self, group, name=None):
+        """User plus system CPU of a group's processes (only the one called name, if given)."""
         total = 0.0
-        for process in self.tree(group):
+        for process in self.tree(group, name):
             with contextlib.suppress(psutil.NoSuchProcess):
                 times = process.cpu_times()
                 total += times.user + times.system
@@ -234,6 +239,13 @@ def parse_wrk(output):
     }
 
 
+def cpu_jiffies():
+    """(idle, total) jiffies of the whole machine from /proc/stat: idle counts iowait too."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    return fields[3] + fields[4], sum(fields)
+
+
 def run_wrk(url, connections, seconds, script):
     threads = min(2, connections)
     args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
@@ -258,6 +270,10 @@ def summarise(samples):
             "p99_ms": statistics.median(run["p99_ms"] for run in runs),
             "errors": sum(run["errors"] for run in runs),
             "cpu_us_per_request": statistics.median(run["cpu_us"] for run in runs),
+            "internal_cpu_us_per_request": statistics.median(
+                run["internal_cpu_us"] for run in runs
+            ),
+            "idle_percent": statistics.median(run["idle_percent"] for run in runs),
             "ratio_median": statistics.median(ratios) if ratios else None,
             "ratio_min": min(ratios) if ratios else None,
         }
@@ -300,9 +316,9 @@ def markdown(table, pss_mb, connections_list):
     lines = [
         (
             "| target | c | rps median (min-max) | ratio to baseline (min) | p50 ms | p99 ms "
-            "| errors | server CPU µs/req |"
+            "| errors | server CPU µs/req | of it internal | machine idle |"
         ),
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for target in TARGETS:
         for connections in connections_list:
@@ -315,7 +331,8 @@ def markdown(table, pss_mb, connections_list):
             lines.append(
                 f"| {target} | {connections} | {row['rps_median']:,.0f} "
                 f"({row['rps_min']:,.0f}-{row['rps_max']:,.0f}) | {ratio} | {row['p50_ms']:.2f} "
-                f"| {row['p99_ms']:.2f} | {row['errors']} | {row['cpu_us_per_request']:.0f} |"
+                f"| {row['p99_ms']:.2f} | {row['errors']} | {row['cpu_us_per_request']:.0f} "
+                f"| {row['internal_cpu_us_per_request']:.0f} | {row['idle_percent']:.1f} % |"
             )
     lines.append("")
     lines.append(
@@ -370,6 +387,8 @@ def main():
                 for target in targets:
                     group, _, script = TARGETS[target]
                     cpu_before = processes.cpu_seconds(group)
+                    internal_before = processes.cpu_seconds(group, "internal")
+                    jiffies_before = cpu_jiffies()
                     result = run_wrk(
                         urls[group] + paths[target],
                         connections,
@@ -377,7 +396,14 @@ def main():
                         work / script if script else None,
                     )
                     cpu = processes.cpu_seconds(group) - cpu_before
-                    result["cpu_us"] = cpu / max(result["requests"], 1) * 1e6
+                    internal = processes.cpu_seconds(group, "internal") - internal_before
+                    idle, total = (
+                        b - a for a, b in zip(jiffies_before, cpu_jiffies(), strict=True)
+                    )
+                    requests = max(result["requests"], 1)
+                    result["cpu_us"] = cpu / requests * 1e6
+                    result["internal_cpu_us"] = internal / requests * 1e6
+                    result["idle_percent"] = 100 * idle / max(total, 1)
                     results[target] = result
                     print(
                         f"round {round_number + 1} c{connections} {target}: "
