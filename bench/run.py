@@ -284,6 +284,18 @@ def summarise(samples):
 HOP = "items/<id>, harden on"
 
 
+def round_ratio(samples, target, other, connections):
+    """Median over rounds of target's rps over other's, both from the same round."""
+    pairs = zip(samples[(target, connections)], samples[(other, connections)], strict=True)
+    return statistics.median(a["rps"] / b["rps"] for a, b in pairs)
+
+
+def hop_alone(samples, connections_list):
+    """What the hop alone costs: items/<id> against health on the same stack, harden
+    on both, so that the API's own layers cancel out."""
+    return {c: round_ratio(samples, HOP, "health, harden on", c) for c in connections_list}
+
+
 def target_rows(samples, table, pss_mb, connections_list):
     """Each target against its figure: per concurrency, the median over rounds
     of the ratio within one round (harden on/off) or of the p99s (table)."""
@@ -292,9 +304,7 @@ def target_rows(samples, table, pss_mb, connections_list):
         hop = table[HOP][connections]["ratio_median"]
         rows.append((f"items/<id> ≥ 0.70× baseline, c{connections}", hop, ">=", 0.70))
     for connections in connections_list:
-        on = samples[("health, harden on", connections)]
-        off = samples[("health, harden off", connections)]
-        ratio = statistics.median(a["rps"] / b["rps"] for a, b in zip(on, off, strict=True))
+        ratio = round_ratio(samples, "health, harden on", "health, harden off", connections)
         rows.append((f"health harden on ≥ 0.95× harden off, c{connections}", ratio, ">=", 0.95))
     if 32 in connections_list:
         p99 = table[HOP][32]["p99_ms"] / table["baseline"][32]["p99_ms"]
@@ -310,6 +320,18 @@ def targets_markdown(rows):
         figure = f"{value:.1f} MB" if "MB" in name else f"{value:.2f}×"
         lines.append(f"| {name} | {figure} | {'yes' if met else 'no'} |")
     return "\n".join(lines)
+
+
+def hop_markdown(hop):
+    header = " | ".join(f"c{connections}" for connections in hop)
+    figures = " | ".join(f"{ratio:.2f}×" for ratio in hop.values())
+    return "\n".join(
+        [
+            f"| hop alone: items/<id> ÷ health, harden on, same round | {header} |",
+            "|---|" + "---|" * len(hop),
+            f"| ratio | {figures} |",
+        ]
+    )
 
 
 def markdown(table, pss_mb, connections_list):
@@ -422,12 +444,16 @@ def main():
         print(markdown(table, pss, connections_list))
         print()
         print(targets_markdown(targets))
+        hop = hop_alone(samples, connections_list)
+        print()
+        print(hop_markdown(hop))
         Path(args.out).write_text(
             json.dumps(
                 {
                     "seconds": args.seconds,
                     "rounds": args.rounds,
                     "pss_mb": pss,
+                    "hop_alone": {str(c): ratio for c, ratio in hop.items()},
                     "targets": [
                         dict(zip(("target", "measured", "comparison", "limit"), row, strict=True))
                         for row in targets
