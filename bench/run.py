@@ -317,7 +317,7 @@ def targets_markdown(rows):
     lines = ["| target | measured | met |", "|---|---|---|"]
     for name, value, comparison, limit in rows:
         met = value >= limit if comparison == ">=" else value <= limit
-        figure = f"{value:.1f} MB" if "MB" in name else f"{value:.2f}×"
+        figure = f"{value:.1f} MB" if "MB" in name else f"{value:.3f}×"
         lines.append(f"| {name} | {figure} | {'yes' if met else 'no'} |")
     return "\n".join(lines)
 
