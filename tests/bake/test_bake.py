@@ -1,31 +1,17 @@
 """Every combination of options bakes a clean, lint-free project with its secrets."""
 
 import fnmatch
-import itertools
 import os
 import re
-import shutil
 import stat
-import subprocess
 import sys
 import tomllib
 
 import jinja2
 import pytest
-from conftest import COOKIECUTTER_JSON, clean_env
-
-FIREWALLS = COOKIECUTTER_JSON["firewall"]
-TRUSTED_CLIENTS = ["", "192.0.2.10, 2001:db8::/64"]
-COMBINATIONS = list(itertools.product([True, False], FIREWALLS, TRUSTED_CLIENTS))
-
-
-def bake_ok(cookies, **answers):
-    """Bake with the given answers and insist that it worked."""
-    result = cookies.bake(extra_context=answers)
-    assert result.exception is None, result.exception
-    assert result.exit_code == 0
-    assert result.project_path.is_dir()
-    return result
+from support.baking import COMBINATION_IDS, COMBINATIONS, COOKIECUTTER_JSON, FIREWALLS, bake_ok
+from support.processes import clean_env, code_and_output, run
+from support.tools import tool
 
 
 def text_files(root):
@@ -46,10 +32,7 @@ def copy_without_render_patterns(context):
     """The template's _copy_without_render globs, rendered for this bake."""
     patterns = COOKIECUTTER_JSON.get("_copy_without_render", [])
     environment = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    return [
-        environment.from_string(pattern).render(cookiecutter=context)
-        for pattern in patterns
-    ]
+    return [environment.from_string(pattern).render(cookiecutter=context) for pattern in patterns]
 
 
 def shell_scripts(root):
@@ -57,9 +40,7 @@ def shell_scripts(root):
     found = []
     for relative, text in text_files(root):
         first_line = text.split("\n", 1)[0]
-        if relative.endswith(".sh") or re.match(
-            r"#!\s*/\S*/(env\s+)?(ba|da)?sh\b", first_line
-        ):
+        if relative.endswith(".sh") or re.match(r"#!\s*/\S*/(env\s+)?(ba|da)?sh\b", first_line):
             found.append(relative)
     return found
 
@@ -79,33 +60,13 @@ def env_token(project_path, package):
     return values[0]
 
 
-def run(command, cwd):
-    """Run a checker, returning (exit code, output)."""
-    completed = subprocess.run(
-        command,
-        cwd=cwd,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    return completed.returncode, completed.stdout + completed.stderr
-
-
 @pytest.mark.parametrize(
     ("harden", "firewall", "trusted_clients"),
     COMBINATIONS,
-    ids=[
-        f"harden={h}-{f}-trusted={'yes' if t else 'none'}" for h, f, t in COMBINATIONS
-    ],
+    ids=COMBINATION_IDS,
 )
-def test_every_option_combination_bakes_a_clean_project(
-    cookies, harden, firewall, trusted_clients
-):
-    result = bake_ok(
-        cookies, harden=harden, firewall=firewall, trusted_clients=trusted_clients
-    )
+def test_every_option_combination_bakes_a_clean_project(cookies, harden, firewall, trusted_clients):
+    result = bake_ok(cookies, harden=harden, firewall=firewall, trusted_clients=trusted_clients)
     project = result.project_path
     package = result.context["__package"]
 
@@ -121,17 +82,18 @@ def test_every_option_combination_bakes_a_clean_project(
 
     # The generated Python passes its own linter and formatter settings.
     ruff = [sys.executable, "-m", "ruff"]
-    code, output = run([*ruff, "check", "--no-cache", "."], project)
+    code, output = code_and_output([*ruff, "check", "--no-cache", "."], cwd=project, timeout=300)
     assert code == 0, f"ruff check failed:\n{output}"
-    code, output = run([*ruff, "format", "--check", "--no-cache", "."], project)
+    ruff_format = [*ruff, "format", "--check", "--no-cache", "."]
+    code, output = code_and_output(ruff_format, cwd=project, timeout=300)
     assert code == 0, f"ruff format --check failed:\n{output}"
 
-    # Every shell script passes shellcheck (CI installs it: missing is a failure).
+    # Every shell script passes shellcheck (CI installs it: missing is a failure there).
     scripts = shell_scripts(project)
     if scripts:
-        shellcheck = shutil.which("shellcheck")
-        assert shellcheck, "shellcheck is not installed (apt-get install shellcheck)"
-        code, output = run([shellcheck, "--external-sources", *scripts], project)
+        shellcheck = tool("shellcheck", "shellcheck")
+        lint = [shellcheck, "--external-sources", *scripts]
+        code, output = code_and_output(lint, cwd=project, timeout=300)
         assert code == 0, f"shellcheck failed:\n{output}"
 
     # The secrets exist, private, and are never committed.
@@ -230,21 +192,11 @@ def test_quotes_backslashes_braces_and_unicode_in_free_text_stay_data(
     )
     env = {**clean_env(), "PYTHONPATH": str(project / "src")}
     env["BASTION_INJECTION_MARKER"] = str(marker)
-    completed = subprocess.run(
-        [sys.executable, "-c", importer],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    run([sys.executable, "-c", importer], cwd=project, env=env, timeout=120)
 
     # ruff still parses every file (a broken string literal would not).
-    code, output = run(
-        [sys.executable, "-m", "ruff", "check", "--no-cache", "."], project
-    )
+    ruff_check = [sys.executable, "-m", "ruff", "check", "--no-cache", "."]
+    code, output = code_and_output(ruff_check, cwd=project, timeout=300)
     assert code == 0, f"ruff check failed:\n{output}"
 
     assert not marker.exists(), "text from an answer was executed"

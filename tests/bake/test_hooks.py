@@ -5,7 +5,7 @@ does: `python -m cookiecutter --no-input -o TMP TEMPLATE key=value`.
 """
 
 import pytest
-from conftest import default_answers
+from support.baking import default_answers
 
 # (variable the error line must name, key=value answers that are bad for it)
 BAD_ANSWERS = [
@@ -139,9 +139,7 @@ def case_id(case):
 @pytest.mark.parametrize(
     ("variable", "answers"), BAD_ANSWERS, ids=[case_id(c) for c in BAD_ANSWERS]
 )
-def test_bad_answer_is_refused_with_one_line_naming_it(
-    run_cookiecutter, variable, answers
-):
+def test_bad_answer_is_refused_with_one_line_naming_it(run_cookiecutter, variable, answers):
     result = run_cookiecutter(*answers)
     assert result.returncode != 0, result
     lines = result.error_lines(variable)
@@ -208,9 +206,7 @@ def test_a_bad_project_is_not_reported_again_for_what_derives_from_it(
     ("variable", "answer"),
     [("harden", "harden=maybe"), ("firewall", "firewall=pf")],
 )
-def test_bad_boolean_or_choice_on_command_line_is_refused(
-    run_cookiecutter, variable, answer
-):
+def test_bad_boolean_or_choice_on_command_line_is_refused(run_cookiecutter, variable, answer):
     result = run_cookiecutter(answer)
     assert result.returncode != 0, result
     assert any(variable in line for line in result.stderr.splitlines()), result
@@ -235,9 +231,7 @@ def test_bad_boolean_or_choice_on_command_line_is_refused(
         ("description", 42),
     ],
 )
-def test_bad_value_from_replay_file_is_refused_by_the_hook(
-    run_cookiecutter, variable, value
-):
+def test_bad_value_from_replay_file_is_refused_by_the_hook(run_cookiecutter, variable, value):
     result = run_cookiecutter(replay=default_answers(**{variable: value}))
     assert result.returncode != 0, result
     assert len(result.error_lines(variable)) == 1, result
@@ -292,9 +286,7 @@ def test_injected_code_in_answers_is_never_executed(run_cookiecutter, tmp_path):
     # Jinja-looking payloads are wrapped in {% raw %} to arrive as text).
     for value in injections():
         raw = "{% raw %}" + value + "{% endraw %}"
-        result = run_cookiecutter(
-            f"project={raw}", f"domain={raw}", f"description={raw}", env=env
-        )
+        result = run_cookiecutter(f"project={raw}", f"domain={raw}", f"description={raw}", env=env)
         assert result.returncode != 0, result
         assert len(result.error_lines("project")) == 1, result
         assert result.left_behind() == [], result

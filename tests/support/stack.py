@@ -19,13 +19,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import msgpack
 import psutil
-from conftest import clean_env
+
+from support.processes import clean_env, free_port, stop_process, wait_for, wait_for_port
 
 FAULT_PATH = "/api/v1/audit-fault"
 WORKER_PATH = "/api/v1/test-worker"
@@ -60,12 +60,6 @@ os.dup2(int(sys.argv[1]), 3)
 os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS="1")
 os.execv(sys.executable, [sys.executable, "-m", sys.argv[2]])
 """
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Stack:
@@ -129,18 +123,6 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def _wait_for(self, process, port, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"{process.name} exited early:\n{self.logs()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"{process.name} not listening after {timeout}s:\n{self.logs()}")
-
     def start(self, socket_activated=False):
         self.work_dir.mkdir(parents=True, exist_ok=True)
         (self.work_dir / "audit_app.py").write_text(
@@ -161,7 +143,7 @@ class Stack:
         module = f"{self.package}.internal"
         if not socket_activated:
             self.internal = self._spawn("internal", ["-m", module], self._env())
-            self._wait_for(self.internal, self.internal_port)
+            wait_for_port(self.internal, self.internal_port, self.logs)
         else:
             if self.listener is None:
                 self.listener = socket.socket()
@@ -186,7 +168,7 @@ class Stack:
             ],
             self._env(),
         )
-        self._wait_for(self.api, self.public_port)
+        wait_for_port(self.api, self.public_port, self.logs)
         # The master (preload_app) listens before it has forked every worker.
         self.wait_for_workers(int(self.extra_settings.get("WORKERS", 3)))
         return self.api
@@ -195,20 +177,22 @@ class Stack:
         """The internal service is up when it answers the auth message (a held
         socket accepts connections before any process serves it)."""
         hello = msgpack.packb({"id": 0, "op": "auth", "token": self.token})
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def answered():
             if process.poll() is not None:
                 raise AssertionError(f"{process.name} exited early:\n{self.logs()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.internal_port), timeout=1) as conn:
                     conn.sendall(hello)
                     reply = _read_message(conn)
-                if reply.get("ok") is True:
-                    return
-                raise AssertionError(f"the internal service refused our token: {reply}")
             except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"{process.name} not answering after {timeout}s:\n{self.logs()}")
+                return False
+            if reply.get("ok") is not True:
+                raise AssertionError(f"the internal service refused our token: {reply}")
+            return True
+
+        if not wait_for(answered, timeout, 0.05):
+            raise AssertionError(f"{process.name} not answering after {timeout}s:\n{self.logs()}")
 
     def api_workers(self):
         """The pids of the gunicorn workers now running under the API's master."""
@@ -219,19 +203,21 @@ class Stack:
 
     def wait_for_workers(self, count, exclude=(), timeout=30.0):
         """Wait until count workers run, none of them in exclude; return their pids."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            workers = self.api_workers() - set(exclude)
-            if len(workers) == count and len(self.api_workers()) == count:
-                return workers
-            time.sleep(0.05)
-        raise AssertionError(f"not {count} API workers after {timeout}s:\n{self.logs()}")
+
+        def workers():
+            found = self.api_workers() - set(exclude)
+            return found if len(found) == count and len(self.api_workers()) == count else None
+
+        found = wait_for(workers, timeout, 0.05)
+        if not found:
+            raise AssertionError(f"not {count} API workers after {timeout}s:\n{self.logs()}")
+        return found
 
     def stop_internal(self):
-        _stop(self.internal)
+        stop_process(self.internal)
 
     def stop_api(self):
-        _stop(self.api)
+        stop_process(self.api)
 
     def kill_internal(self):
         """SIGKILL the internal service and reap it: a crash, nothing cleaned up."""
@@ -260,23 +246,12 @@ class Stack:
             # A stopped process cannot act on SIGTERM until it is continued.
             if process.poll() is None:
                 process.send_signal(signal.SIGCONT)
-            _stop(process)
+            stop_process(process)
             process.log.close()
         self.processes = []
         if self.listener is not None:
             self.listener.close()
             self.listener = None
-
-
-def _stop(process):
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=15)
 
 
 def _read_message(conn):

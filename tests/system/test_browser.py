@@ -7,11 +7,11 @@ block comes from the headers and not from the test.
 """
 
 import http.server
-import os
 import threading
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
+from support.tools import tool
 
 CHROMIUM = "/usr/bin/chromium"
 # The flags of the design contract: no sandbox as root, and none of the
@@ -42,11 +42,7 @@ def browser():
     Playwright's launch() gives chromium a new, empty temporary profile
     directory and removes it on close; each test then opens a fresh context.
     """
-    if not os.access(CHROMIUM, os.X_OK):
-        message = f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    tool(CHROMIUM, "chromium")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=FLAGS, timeout=60_000

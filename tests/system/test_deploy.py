@@ -15,39 +15,26 @@ import pwd
 import secrets
 import shlex
 import shutil
-import signal
-import socket
 import stat
 import subprocess
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import default_answers
+from support.baking import default_answers
+from support.files import shared_tmp_dir
+from support.processes import free_port, run, stop_process, wait_for
+from support.systemd import Unit
+from support.tools import as_user, needs_root
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0,
-    reason="creates system accounts and runs processes as them: needs root (CI runs as root)",
-)
+pytestmark = needs_root("it creates system accounts and runs processes as them")
 
 PROJECT = default_answers()["project"]
 PACKAGE = default_answers()["__package"]
 PREFIX = PACKAGE.upper()
 SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def run(args, **kwargs):
-    return subprocess.run(
-        [str(arg) for arg in args],
-        capture_output=True,
-        text=True,
-        timeout=kwargs.pop("timeout", 120),
-        check=False,
-        **kwargs,
-    )
 
 
 def owner_and_mode(path):
@@ -67,19 +54,16 @@ def shadow_password(name):
 
 @pytest.fixture
 def deploy_root():
-    root = Path(tempfile.mkdtemp(prefix="bastion-deploy-", dir="/tmp"))
-    root.chmod(0o755)
-    try:
+    """The --root of both scripts: a directory the service account can traverse."""
+    with shared_tmp_dir("bastion-deploy-") as root:
         yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def remove_account(name):
     """Stop whatever runs as name, then remove the account and its group."""
-    run(["pkill", "-KILL", "-u", name])
-    run(["userdel", name])
-    run(["groupdel", name])
+    run(["pkill", "-KILL", "-u", name], check=False)
+    run(["userdel", name], check=False)
+    run(["groupdel", name], check=False)
 
 
 @pytest.fixture
@@ -105,7 +89,7 @@ def scripts(default_project, deploy_root):
 def test_setup_user_makes_a_locked_system_account_and_a_second_run_changes_nothing(
     scripts, deploy_root, account
 ):
-    first = run([scripts["setup"], "--root", deploy_root, "--user", account])
+    first = run([scripts["setup"], "--root", deploy_root, "--user", account], check=False)
     assert first.returncode == 0, first.stderr
     assert "change: useradd --system" in first.stdout
 
@@ -114,22 +98,24 @@ def test_setup_user_makes_a_locked_system_account_and_a_second_run_changes_nothi
     assert entry.pw_uid < 1000
     assert entry.pw_dir == str(deploy_root / "var/lib" / PROJECT)
     assert shadow_password(account).startswith(("!", "*"))
-    assert run(["id", "-Gn", account]).stdout.split() == [account]
+    assert run(["id", "-Gn", account], check=False).stdout.split() == [account]
     assert owner_and_mode(deploy_root / "opt" / PROJECT) == "root:root 755"
     assert owner_and_mode(deploy_root / "etc" / PROJECT) == f"root:{account} 750"
     assert owner_and_mode(deploy_root / "var/lib" / PROJECT) == f"{account}:{account} 750"
 
-    second = run([scripts["setup"], "--root", deploy_root, "--user", account])
+    second = run([scripts["setup"], "--root", deploy_root, "--user", account], check=False)
     assert second.returncode == 0, second.stderr
     assert not [line for line in second.stdout.splitlines() if line.startswith("change:")]
     assert second.stdout.splitlines()[-1].startswith("nothing to change")
 
 
 def test_setup_user_dry_run_lists_changes_and_makes_none(scripts, deploy_root, account):
-    result = run([scripts["setup"], "--dry-run", "--root", deploy_root, "--user", account])
+    result = run(
+        [scripts["setup"], "--dry-run", "--root", deploy_root, "--user", account], check=False
+    )
     assert result.returncode == 0, result.stderr
     assert "would: useradd --system" in result.stdout
-    assert run(["getent", "passwd", account]).returncode != 0
+    assert run(["getent", "passwd", account], check=False).returncode != 0
     assert sorted(path.name for path in deploy_root.iterdir()) == ["setup-user.sh"]
 
 
@@ -144,39 +130,25 @@ def test_setup_user_dry_run_lists_changes_and_makes_none(scripts, deploy_root, a
 def test_setup_user_refuses_an_existing_login_account_and_changes_nothing(
     scripts, deploy_root, account, options, why
 ):
-    made = run(["useradd", *options, "--no-create-home", account])
+    made = run(["useradd", *options, "--no-create-home", account], check=False)
     assert made.returncode == 0, made.stderr
-    before = run(["getent", "passwd", account]).stdout
+    before = run(["getent", "passwd", account], check=False).stdout
 
-    result = run([scripts["setup"], "--root", deploy_root, "--user", account])
+    result = run([scripts["setup"], "--root", deploy_root, "--user", account], check=False)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("setup-user.sh: error:"), result.stderr
     assert why in lines[0] and account in lines[0]
-    assert run(["getent", "passwd", account]).stdout == before
+    assert run(["getent", "passwd", account], check=False).stdout == before
     assert sorted(path.name for path in deploy_root.iterdir()) == ["setup-user.sh"]
 
 
 def test_setup_user_refuses_to_run_without_root(scripts, deploy_root):
-    result = run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", scripts["copy"]]
-        + ["--root", deploy_root]
-    )
+    result = run(as_user([scripts["copy"], "--root", deploy_root]), check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"setup-user.sh: error: run it as root (sudo {scripts['copy']}), or see --dry-run"
     ]
-
-
-def unit_settings(path):
-    """key -> list of values of a unit file (systemd allows repeated keys)."""
-    settings = {}
-    for line in Path(path).read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith(("#", ";", "[")) and "=" in line:
-            key, value = line.split("=", 1)
-            settings.setdefault(key.strip(), []).append(value.strip())
-    return settings
 
 
 def env_file_values(path):
@@ -188,39 +160,21 @@ def env_file_values(path):
     return values
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def as_account(account, command, **kwargs):
-    """Run command as the account: its uid and gid only, no capabilities, no new privileges."""
-    drop = [
-        "setpriv",
-        f"--reuid={account}",
-        f"--regid={account}",
-        "--clear-groups",
-        "--no-new-privs",
-        "--inh-caps=-all",
-        "--bounding-set=-all",
-    ]
-    return [*drop, *command]
-
-
 def wait_ready(url, processes, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Wait until url answers 200; a process that exits meanwhile fails the test."""
+
+    def ready():
         for process in processes:
             if process.poll() is not None:
                 raise AssertionError(f"{process.args} exited: {process.stderr.read()}")
         try:
             with urllib.request.urlopen(url, timeout=2) as answer:  # loopback only
-                if answer.status == 200:
-                    return
+                return answer.status == 200
         except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} not ready after {timeout}s")
+            return False
+
+    if not wait_for(ready, timeout, 0.2):
+        raise AssertionError(f"{url} not ready after {timeout}s")
 
 
 @pytest.fixture
@@ -229,13 +183,7 @@ def started():
     processes = []
     yield processes
     for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
+        stop_process(process)
         for stream in (process.stdout, process.stderr):
             if stream:
                 stream.close()
@@ -245,7 +193,7 @@ def test_install_then_both_servers_run_confined_as_the_service_account(
     default_project, scripts, deploy_root, account, started
 ):
     install = [scripts["install"], "--root", deploy_root, "--user", account]
-    first = run(install, timeout=900)
+    first = run(install, timeout=900, check=False)
     assert first.returncode == 0, first.stdout + first.stderr
 
     opt = deploy_root / "opt" / PROJECT
@@ -265,7 +213,7 @@ def test_install_then_both_servers_run_confined_as_the_service_account(
     site = deploy_root / "etc/nginx/sites-enabled" / f"{PROJECT}.conf"
     assert site.is_symlink() and site.resolve().is_file()
 
-    second = run(install, timeout=900)
+    second = run(install, timeout=900, check=False)
     assert second.returncode == 0, second.stdout + second.stderr
     assert not [line for line in second.stdout.splitlines() if line.startswith("change:")]
     assert second.stdout.splitlines()[-1].startswith("nothing to change")
@@ -278,15 +226,18 @@ def test_install_then_both_servers_run_confined_as_the_service_account(
     env.update({f"{PREFIX}_{key}": str(value) for key, value in ports.items()})
     commands = {}
     for name in ("internal", "api"):
-        unit = unit_settings(default_project / f"deploy/systemd/{PROJECT}-{name}.service")
-        assert unit["User"] == [account] or unit["User"] == [default_answers()["service_user"]]
-        command = shlex.split(unit["ExecStart"][0].lstrip("-@:+!"))
+        unit = Unit(default_project / f"deploy/systemd/{PROJECT}-{name}.service")
+        assert unit.assignments("Service", "User") in (
+            [account],
+            [default_answers()["service_user"]],
+        )
+        command = shlex.split(unit.assignments("Service", "ExecStart")[0].lstrip("-@:+!"))
         command[0] = command[0].replace(f"/opt/{PROJECT}", str(opt))
         commands[name] = command
     for name in ("internal", "api"):
         started.append(
             subprocess.Popen(
-                as_account(account, commands[name]),
+                as_user(commands[name], account, confined=True),
                 env=env,
                 cwd="/",
                 stdin=subprocess.DEVNULL,
@@ -321,11 +272,17 @@ def test_install_then_both_servers_run_confined_as_the_service_account(
     secret = deploy_root / "someone-elses.txt"
     secret.write_text("not for the service\n")
     secret.chmod(0o600)
-    package_dir = run([venv_python, "-c", f"import {PACKAGE}, os; print(os.path.dirname({PACKAGE}.__file__))"])
+    package_dir = run(
+        [venv_python, "-c", f"import {PACKAGE}, os; print(os.path.dirname({PACKAGE}.__file__))"],
+        check=False,
+    )
     probes = {
         "write the state directory": (f"touch {state}/probe", True),
         "write the code": (f"touch {opt}/probe", False),
-        "change the installed package": (f"echo x >> {package_dir.stdout.strip()}/__init__.py", False),
+        "change the installed package": (
+            f"echo x >> {package_dir.stdout.strip()}/__init__.py",
+            False,
+        ),
         "write the configuration": (f"touch {etc}/probe", False),
         "change the env file": (f"echo x >> {env_file}", False),
         "read the env file": (f"cat {env_file} > /dev/null", True),
@@ -333,16 +290,18 @@ def test_install_then_both_servers_run_confined_as_the_service_account(
         "read /etc/shadow": ("cat /etc/shadow", False),
     }
     for what, (shell, allowed) in probes.items():
-        result = run(as_account(account, ["/bin/sh", "-c", shell]))
+        result = run(as_user(["/bin/sh", "-c", shell], account, confined=True), check=False)
         assert (result.returncode == 0) == allowed, f"{what}: {result.stderr}"
 
 
 def test_install_dry_run_lists_changes_and_makes_none(scripts, deploy_root, account):
-    result = run([scripts["install"], "--dry-run", "--root", deploy_root, "--user", account])
+    result = run(
+        [scripts["install"], "--dry-run", "--root", deploy_root, "--user", account], check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "would:" in result.stdout
     assert result.stdout.splitlines()[-1] == "dry run: nothing was changed"
-    assert run(["getent", "passwd", account]).returncode != 0
+    assert run(["getent", "passwd", account], check=False).returncode != 0
     assert sorted(path.name for path in deploy_root.iterdir()) == ["setup-user.sh"]
 
 
@@ -352,11 +311,15 @@ def test_install_refuses_an_interpreter_under_root_or_home(scripts, deploy_root,
     try:
         python = home / "python3"
         python.symlink_to(SYSTEM_PYTHON)
-        result = run([scripts["install"], "--root", deploy_root, "--user", account, "--python", python])
+        result = run(
+            [scripts["install"], "--root", deploy_root, "--user", account, "--python", python],
+            check=False,
+        )
     finally:
         shutil.rmtree(home)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"install.sh: error: --python: {python} lives under /root or /home, which the units cannot see"
+        f"install.sh: error: --python: {python} lives under /root or /home, "
+        "which the units cannot see"
     ]
     assert sorted(path.name for path in deploy_root.iterdir()) == ["setup-user.sh"]

@@ -1,5 +1,5 @@
 """Nothing lost under load and faults: the default project's two servers as real
-processes on loopback (tests/stack.py), loaded, stopped, frozen and killed.
+processes on loopback (tests/support/stack.py), loaded, stopped, frozen and killed.
 
 - Sustained load: wrk for 60 s at 64 connections on an item read, no error at all.
 - The internal service down: 503 as JSON within the connect timeout, and the
@@ -20,10 +20,8 @@ import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +29,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import default_answers
-from stack import WORKER_PATH, Stack
+from support.baking import default_answers
+from support.processes import run, wait_for
+from support.stack import WORKER_PATH, Stack
+from support.tools import tool
 
 PACKAGE = default_answers()["__package"]
 WORKERS = 3  # the project's default, and what Stack sets
@@ -101,17 +101,6 @@ WRK_SECONDS = 60
 WRK_CONNECTIONS = 64
 
 
-def require_wrk():
-    """A missing wrk fails in CI and skips elsewhere."""
-    path = shutil.which("wrk")
-    if path is None:
-        message = "wrk not found (apt-get install -y wrk)"
-        if os.environ.get("CI"):
-            pytest.fail(message + "; CI must install it")
-        pytest.skip(message)
-    return path
-
-
 def parse_wrk(output):
     """Requests, socket errors by kind and non-2xx/3xx count from wrk's report.
 
@@ -159,14 +148,12 @@ def test_parse_wrk_reads_errors_and_their_absence():
 def test_sixty_seconds_at_64_connections_without_an_error(make_stack):
     """wrk -t2 -c64 -d60s on GET /api/v1/items/<id>: 0 socket errors (connect, read,
     write, or a request over wrk's 2 s timeout) and 0 answers other than 2xx/3xx."""
-    wrk = require_wrk()
+    wrk = tool("wrk", "wrk")
     stack = make_stack().start()
     item = seed(stack)
     url = f"{stack.base_url}/api/v1/items/{item['id']}"
-    completed = subprocess.run(
+    completed = run(
         [wrk, "-t2", f"-c{WRK_CONNECTIONS}", f"-d{WRK_SECONDS}s", "--latency", url],
-        capture_output=True,
-        text=True,
         timeout=WRK_SECONDS + 60,
         check=False,
     )
@@ -243,17 +230,17 @@ AT_ONCE = 0.25
 def wait_until_stopped(pid, timeout=5.0):
     """SIGSTOP wakes one thread, which then stops the others: wait until the kernel
     shows every thread of pid stopped, or a request could still slip through."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def all_stopped():
         states = []
         for task in Path(f"/proc/{pid}/task").iterdir():
             with contextlib.suppress(FileNotFoundError):
                 # The state follows the command name, which is in parentheses.
                 states.append(task.joinpath("stat").read_text().rpartition(")")[2].split()[0])
-        if states and all(state in ("T", "t") for state in states):
-            return
-        time.sleep(0.005)
-    raise AssertionError(f"process {pid} not stopped after {timeout}s")
+        return states and all(state in ("T", "t") for state in states)
+
+    if not wait_for(all_stopped, timeout, 0.005):
+        raise AssertionError(f"process {pid} not stopped after {timeout}s")
 
 
 def test_internal_service_frozen_is_504_within_the_timeout_and_workers_stay_free(make_stack):

@@ -14,7 +14,7 @@ import json
 
 import pytest
 from drheader import Drheader
-from stack import FAULT_PATH
+from support.stack import FAULT_PATH
 
 VIA_TLS = {"X-Forwarded-Proto": "https"}
 TOO_LARGE = 200_000  # bytes; the project's MAX_CONTENT_LENGTH is 131072

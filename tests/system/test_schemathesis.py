@@ -1,6 +1,6 @@
 """Bad input at scale: schemathesis (pinned in requirements-dev.txt) against the
 API's own OpenAPI document, on the real stack (gunicorn and the internal service
-on loopback, tests/stack.py).
+on loopback, tests/support/stack.py).
 
 The CLI runs every phase (coverage, fuzzing, stateful; the document has no
 examples) in positive and negative mode, with every check it has: no 5xx, each
@@ -16,7 +16,6 @@ huge and negative limit, offset and id.
 """
 
 import json
-import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -24,8 +23,9 @@ from collections import Counter
 import pytest
 import requests
 import schemathesis
-from conftest import clean_env, default_answers
-from stack import Stack
+from support.baking import default_answers
+from support.processes import run
+from support.stack import Stack
 
 PACKAGE = default_answers()["__package"]
 DOCUMENT = "/api/v1/openapi.json"
@@ -82,16 +82,7 @@ def run_schemathesis(stack, work):
         "--report-junit-path",
         str(reports / "junit.xml"),
     ]
-    completed = subprocess.run(
-        command,
-        cwd=work,
-        env=clean_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    completed = run(command, cwd=work, timeout=900, check=False)
     return completed, reports
 
 

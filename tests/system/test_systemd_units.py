@@ -16,15 +16,15 @@ writable state directory only, no capabilities, IP allow lists, system call
 filter, no --user for gunicorn) are checked by reading the unit files.
 """
 
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import clean_env
-from test_bake import COMBINATIONS, bake_ok
+from support.baking import COMBINATION_IDS, COMBINATIONS, bake_ok
+from support.processes import clean_env, run
+from support.systemd import Unit
+from support.tools import tool
 
 PROJECT = "unit-check"
 PACKAGE = "unit_check"
@@ -73,17 +73,6 @@ SANDBOX_FLAGS = (
 # ---------------------------------------------------------------- helpers
 
 
-def systemd_analyze():
-    """Path of systemd-analyze; missing is a failure in CI, a skip elsewhere."""
-    path = shutil.which("systemd-analyze")
-    if path is None:
-        message = "systemd-analyze not found: install it (apt-get install -y systemd)"
-        if os.environ.get("CI"):
-            pytest.fail(message + "; CI must have it")
-        pytest.skip(message)
-    return path
-
-
 def system_unit_dir():
     for directory in SYSTEM_UNIT_DIRS:
         if (directory / "sysinit.target").is_file():
@@ -95,57 +84,7 @@ def analyze(*args):
     """Run systemd-analyze with a plain environment: no pager, no colours."""
     env = clean_env()
     env.update({"SYSTEMD_PAGER": "", "SYSTEMD_COLORS": "0", "LC_ALL": "C.UTF-8"})
-    return subprocess.run(
-        [systemd_analyze(), *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def parse_unit(path):
-    """{section: [(key, value), ...]}: systemd allows a key more than once."""
-    sections = {}
-    current = None
-    for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        assert not line.endswith("\\"), f"{path.name}:{number}: keep directives on one line"
-        if line.startswith("[") and line.endswith("]"):
-            current = sections.setdefault(line[1:-1], [])
-            continue
-        assert current is not None, f"{path.name}:{number}: directive before any section"
-        key, sep, value = line.partition("=")
-        assert sep, f"{path.name}:{number}: not a key=value line: {line!r}"
-        current.append((key.strip(), value.strip()))
-    return sections
-
-
-class Unit:
-    """One parsed unit file, read the way systemd reads its settings."""
-
-    def __init__(self, path):
-        self.name = path.name
-        self.sections = parse_unit(path)
-
-    def assignments(self, section, key):
-        return [value for name, value in self.sections.get(section, []) if name == key]
-
-    def value(self, section, key):
-        """A single-valued setting: the last assignment wins, as in systemd."""
-        values = self.assignments(section, key)
-        return values[-1] if values else None
-
-    def items(self, section, key):
-        """A list setting: each assignment adds its words, an empty one resets."""
-        result = []
-        for value in self.assignments(section, key):
-            result = result + value.split() if value else []
-        return result
+    return run([tool("systemd-analyze", "systemd"), *args], env=env, timeout=60, check=False)
 
 
 def install_root(tmp_path, project):
@@ -175,12 +114,12 @@ def trusted_entries(trusted_clients):
 @pytest.mark.parametrize(
     ("harden", "firewall", "trusted_clients"),
     COMBINATIONS,
-    ids=[f"harden={h}-{f}-trusted={'yes' if t else 'none'}" for h, f, t in COMBINATIONS],
+    ids=COMBINATION_IDS,
 )
 def test_units_verify_clean_and_are_sandboxed(
     cookies, tmp_path, capsys, harden, firewall, trusted_clients
 ):
-    systemd_analyze()
+    tool("systemd-analyze", "systemd")
     result = bake_ok(
         cookies,
         project=PROJECT,

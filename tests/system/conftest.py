@@ -1,0 +1,27 @@
+"""Fixtures of the system tier: the default project's servers, running."""
+
+import pytest
+from support.baking import default_answers
+from support.stack import Stack
+
+
+def _running_stack(default_project, tmp_path_factory, harden):
+    package = default_answers()["__package"]
+    work = tmp_path_factory.mktemp("hardened" if harden else "plain")
+    stack = Stack(default_project, package, work, harden)
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def hardened_stack(default_project, tmp_path_factory):
+    """The default project's API (harden on) and internal service, running on loopback."""
+    yield from _running_stack(default_project, tmp_path_factory, True)
+
+
+@pytest.fixture(scope="session")
+def plain_stack(default_project, tmp_path_factory):
+    """The same with harden off, to show that the tests can see the difference."""
+    yield from _running_stack(default_project, tmp_path_factory, False)
