@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from support.baking import TEMPLATE_DIR
+from support.firewall import firewall_baker
+from support.rule_files import rules_baker
 
 
 def pytest_configure(config):
@@ -35,3 +37,16 @@ def default_project(cookies_session):
     assert result.exception is None, result.exception
     return result.project_path
 
+
+@pytest.fixture(scope="session")
+def rules_dir(cookies_session):
+    """rules_dir(backend, case, **answers) -> deploy/firewall/<backend> of a project
+    baked for the rule file tests, with the trusted clients of CLIENTS[case] (cached)."""
+    return rules_baker(cookies_session)
+
+
+@pytest.fixture(scope="session")
+def firewall_dir(cookies_session):
+    """firewall_dir(backend) -> deploy/firewall of a project baked for the
+    whitelist tests in network namespaces (cached)."""
+    return firewall_baker(cookies_session)
