@@ -5,7 +5,8 @@ in what a test has to change: its listen addresses (free ports on loopback),
 a self-signed certificate made here, the gunicorn port of the running stack,
 and its http-level names (made unique). Everything else is tested as
 generated, inside a minimal nginx.conf that keeps the Debian nginx.conf
-defaults the site file has to override (TLS 1.0 and 1.1 on, gzip on).
+defaults the site file has to override (TLS 1.0 and 1.1 on, gzip on); see
+support/nginx.py.
 
 A second copy of the same file, on other ports, proxies to a port where
 nothing listens: that is how nginx's own 502 is made, and how a 413 is known
@@ -15,39 +16,32 @@ Needs root (nginx's workers run as www-data, like Debian's) and the packages
 nginx and libnginx-mod-http-headers-more-filter; CI installs them.
 """
 
-import contextlib
 import http.client
 import json
-import os
 import secrets
-import shutil
-import signal
 import socket
 import ssl
-import subprocess
-import tempfile
 import time
-import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import default_answers
 from drheader import Drheader
-from stack import free_port
-
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0,
-    reason="needs root: nginx's master binds the test ports and starts its workers "
-    "as www-data; run the tests as root (CI does) to test the nginx front",
+from support.files import shared_tmp_dir
+from support.nginx import (
+    DOMAIN,
+    HEADERS_MORE,
+    PROJECT,
+    configure,
+    fetch,
+    handshake,
+    running,
+    tls_context,
 )
+from support.tools import needs_root, system_file, tool
 
-ANSWERS = default_answers()
-PROJECT = ANSWERS["project"]
-PACKAGE = ANSWERS["__package"]
-DOMAIN = ANSWERS["domain"]
-PUBLIC_PORT = ANSWERS["public_port"]
-HEADERS_MORE = Path("/usr/lib/nginx/modules/ngx_http_headers_more_filter_module.so")
+pytestmark = needs_root("nginx's master binds the test ports and starts its workers as www-data")
+
 MAX_CONTENT_LENGTH = 131072  # the app's limit, and client_max_body_size 128k
 HSTS = "max-age=31536000; includeSubDomains"
 # TLS 1.2 suites an ECDSA certificate could use, but without AEAD.
@@ -60,175 +54,7 @@ NGINX_ERROR_HEADERS = {
     "Cache-Control": "no-store, max-age=0",
 }
 
-NGINX_CONF = """\
-load_module {headers_more};
-# Debian's worker user: the workers may write only the temp dirs nginx makes for them.
-user www-data;
-worker_processes 1;
-daemon off;
-master_process on;
-pid {work}/nginx.pid;
-error_log {work}/error.log info;
-
-events {{
-    worker_connections 256;
-}}
-
-http {{
-    include /etc/nginx/mime.types;
-    default_type application/octet-stream;
-    # Debian 12's nginx.conf says these; the site file must override them.
-    ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3;
-    ssl_prefer_server_ciphers on;
-    gzip on;
-    access_log {work}/access.log;
-    client_body_temp_path {work}/temp/body;
-    proxy_temp_path {work}/temp/proxy;
-    fastcgi_temp_path {work}/temp/fastcgi;
-    uwsgi_temp_path {work}/temp/uwsgi;
-    scgi_temp_path {work}/temp/scgi;
-    include {work}/site.conf;
-    include {work}/site-dead-upstream.conf;
-}}
-"""
-
-
 # ---------------------------------------------------------------- helpers
-
-
-def require(name, path, package):
-    """A missing tool fails in CI and skips elsewhere."""
-    message = f"{name} not found (apt-get install -y {package})"
-    if path is None or not Path(path).exists():
-        if os.environ.get("CI"):
-            pytest.fail(message + "; CI must install it")
-        pytest.skip(message)
-    return str(path)
-
-
-def ipv6_loopback():
-    """Whether ::1 exists here: the site's [::] listens are kept only then."""
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-def free_test_port(ipv6):
-    """A loopback port free on 127.0.0.1, and on ::1 too when the v6 listens are kept."""
-    for _ in range(50):
-        port = free_port()
-        if not ipv6:
-            return port
-        try:
-            with socket.socket(socket.AF_INET6) as sock:
-                sock.bind(("::1", port))
-        except OSError:
-            continue
-        return port
-    raise AssertionError("no port free on both 127.0.0.1 and ::1")
-
-
-def substitute(text, old, new, count):
-    """Replace old, which must occur exactly count times: a changed site file is noticed."""
-    found = text.count(old)
-    assert found == count, f"the site file has {found} of {old!r}, the test expects {count}"
-    return text.replace(old, new)
-
-
-def site_copy(site, *, http_port, https_port, upstream_port, cert, key, tag, ipv6):
-    """The generated site file with only what a test must change."""
-    text = substitute(site, "listen 80;", f"listen 127.0.0.1:{http_port};", 1)
-    text = substitute(text, "listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;", 1)
-    v6_http = f"listen [::1]:{http_port};" if ipv6 else ""
-    v6_https = f"listen [::1]:{https_port} ssl http2;" if ipv6 else ""
-    text = substitute(text, "listen [::]:80;", v6_http, 1)
-    text = substitute(text, "listen [::]:443 ssl http2;", v6_https, 1)
-    live = f"/etc/letsencrypt/live/{DOMAIN}"
-    text = substitute(text, f"{live}/fullchain.pem;", f"{cert};", 1)
-    text = substitute(text, f"{live}/privkey.pem;", f"{key};", 1)
-    upstream = f"proxy_pass http://127.0.0.1:{upstream_port};"
-    text = substitute(text, f"proxy_pass http://127.0.0.1:{PUBLIC_PORT};", upstream, 2)
-    # The rate limit zone, TLS session cache and map variables live at http level.
-    for name in ("_api", "_tls", "_error_body", "_retry_after"):
-        assert f"{PACKAGE}{name}" in text, f"{PACKAGE}{name} is no longer in the site file"
-    return text.replace(f"{PACKAGE}_", f"{PACKAGE}_{tag}_")
-
-
-def wait_for_port(process, address, port, log, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"nginx exited early:\n{log()}")
-        try:
-            with socket.create_connection((address, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nginx not listening on {address}:{port} after {timeout}s:\n{log()}")
-
-
-def stop(process):
-    """SIGQUIT lets the master finish and reap its workers; kill the group if it will not."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGQUIT)
-        try:
-            process.wait(timeout=10)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-        # The master leads a session of its own (start_new_session): its group is ours.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
-def tls_context(cert, version=None):
-    """A client that trusts only the test certificate, optionally pinned to one TLS version."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.load_verify_locations(cert)
-    if version is not None:
-        with warnings.catch_warnings():
-            # Python deprecates TLS 1.0 and 1.1: offering them is the point here.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            context.minimum_version = version
-            context.maximum_version = version
-        if version < ssl.TLSVersion.TLSv1_2:
-            # OpenSSL's security level would refuse these on the client side; the
-            # refusal under test must come from the server.
-            context.set_ciphers("DEFAULT:@SECLEVEL=0")
-    return context
-
-
-def handshake(front, context):
-    """TLS to 127.0.0.1 with SNI example.com; the open TLS socket."""
-    sock = socket.create_connection(("127.0.0.1", front.https_port), timeout=10)
-    try:
-        return context.wrap_socket(sock, server_hostname=DOMAIN)
-    except BaseException:
-        sock.close()
-        raise
-
-
-def fetch(front, method, path, *, body=None, headers=None, tls=True, port=None, address=None):
-    """One request, over TLS with SNI and Host example.com unless tls=False."""
-    port = port or (front.https_port if tls else front.http_port)
-    sock = socket.create_connection((address or "127.0.0.1", port), timeout=10)
-    if tls:
-        sock = tls_context(front.cert).wrap_socket(sock, server_hostname=DOMAIN)
-    connection = http.client.HTTPConnection(DOMAIN, port, timeout=10)
-    connection.sock = sock
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        data = response.read()
-        return SimpleNamespace(status=response.status, headers=response.headers, body=data)
-    finally:
-        connection.close()
 
 
 def assert_anonymous(response):
@@ -269,96 +95,16 @@ def item_body(size):
 @pytest.fixture(scope="module")
 def nginx_front(hardened_stack, default_project):
     """nginx with two test copies of the site file: one before the stack, one before nothing."""
-    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    nginx = require("nginx", shutil.which("nginx", path=search), "nginx")
-    require("the headers-more module", HEADERS_MORE, "libnginx-mod-http-headers-more-filter")
-    openssl = require("openssl", shutil.which("openssl", path=search), "openssl")
-
+    nginx = tool("nginx", "nginx")
+    system_file(HEADERS_MORE, "libnginx-mod-http-headers-more-filter")
+    openssl = tool("openssl", "openssl")
     site = (Path(default_project) / "deploy" / "nginx" / f"{PROJECT}.conf").read_text("utf-8")
     tag = secrets.token_hex(3)
-    # In /tmp itself: the workers (www-data) must reach their temp dirs, and
-    # pytest's own tmp dirs are private to root.
-    work = Path(tempfile.mkdtemp(prefix=f"bastion-nginx-{tag}-", dir="/tmp"))
-    process = None
-    log = None
-    try:
-        work.chmod(0o711)
-        cert, key = work / "cert.pem", work / "key.pem"
-        made = subprocess.run(
-            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-             "-subj", f"/CN={DOMAIN}", "-addext", f"subjectAltName=DNS:{DOMAIN},IP:127.0.0.1"],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-        assert made.returncode == 0, made.stderr
-
-        ipv6 = ipv6_loopback()
-        ports = [free_test_port(ipv6) for _ in range(5)]
-        assert len(set(ports)) == 5, ports
-        front = SimpleNamespace(
-            http_port=ports[0],
-            https_port=ports[1],
-            dead_http_port=ports[2],
-            dead_https_port=ports[3],
-            dead_upstream_port=ports[4],
-            ipv6=ipv6,
-            cert=str(cert),
-            work=work,
-            stack=hardened_stack,
-        )
-        (work / "site.conf").write_text(
-            site_copy(site, http_port=front.http_port, https_port=front.https_port,
-                      upstream_port=hardened_stack.public_port, cert=cert, key=key,
-                      tag=tag, ipv6=ipv6),
-            encoding="utf-8",
-        )  # fmt: skip
-        (work / "site-dead-upstream.conf").write_text(
-            site_copy(site, http_port=front.dead_http_port, https_port=front.dead_https_port,
-                      upstream_port=front.dead_upstream_port, cert=cert, key=key,
-                      tag=tag + "dead", ipv6=ipv6),
-            encoding="utf-8",
-        )  # fmt: skip
-        (work / "temp").mkdir()
-        conf = work / "nginx.conf"
-        conf.write_text(
-            NGINX_CONF.format(headers_more=HEADERS_MORE, work=work), encoding="utf-8"
-        )
-        command = [nginx, "-e", str(work / "error.log"), "-c", str(conf)]
-
-        checked = subprocess.run(
-            [*command, "-t"], capture_output=True, text=True, timeout=60, check=False
-        )
-        front.check_output = checked.stdout + checked.stderr
-        assert checked.returncode == 0, front.check_output
-
-        log = open(work / "nginx.out", "w", encoding="utf-8")  # noqa: SIM115 - closed in finally
-
-        def logs():
-            log.flush()
-            text = [(work / "nginx.out").read_text("utf-8")]
-            if (work / "error.log").exists():
-                text.append((work / "error.log").read_text("utf-8")[-5000:])
-            return "\n".join(text) + "\n" + hardened_stack.logs()
-
-        front.logs = logs
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        addresses = ["127.0.0.1", "::1"] if ipv6 else ["127.0.0.1"]
-        for address in addresses:
-            for port in ports[:4]:
-                wait_for_port(process, address, port, logs)
-        yield front
-    finally:
-        if process is not None:
-            stop(process)
-        if log is not None:
-            log.close()
-        shutil.rmtree(work, ignore_errors=True)
+    # In /tmp itself: the workers (www-data) must reach their temp dirs.
+    with shared_tmp_dir(f"bastion-nginx-{tag}-", mode=0o711) as work:
+        front = configure(work, site, tag, openssl, hardened_stack)
+        with running(nginx, front):
+            yield front
 
 
 # ---------------------------------------------------------------- tests
@@ -375,9 +121,7 @@ def test_port_80_only_redirects_to_https(nginx_front):
     addresses = ["127.0.0.1", "::1"] if nginx_front.ipv6 else ["127.0.0.1"]
     for address in addresses:
         for method in ("GET", "POST"):
-            response = fetch(
-                nginx_front, method, "/api/v1/health?x=1", tls=False, address=address
-            )
+            response = fetch(nginx_front, method, "/api/v1/health?x=1", tls=False, address=address)
             assert response.status == 301, (address, method, response.status)
             assert response.headers["Location"] == f"https://{DOMAIN}/api/v1/health?x=1"
             # No nginx page either: the redirect's body is empty.
