@@ -17,10 +17,10 @@ def run_cookiecutter(tmp_path):
     """
     counter = itertools.count()
 
-    def run(*answers, replay=None, env=None, flags=(), output_dir=None):
+    def cli(*answers, replay=None, env=None, flags=(), output_dir=None):
         work = tmp_path / f"run{next(counter)}"
         return cookiecutter_cli(
             work, *answers, replay=replay, env=env, flags=flags, output_dir=output_dir
         )
 
-    return run
+    return cli

@@ -87,10 +87,12 @@ def check_internal_port_nft(text, v4, v6):
 
 
 def iptables_rules(path):
+    """The rules (-A lines) of an iptables-restore file."""
     return [line for line in path.read_text().splitlines() if line.startswith("-A ")]
 
 
 def ufw_expected(v4, v6, ssh_port=SSH_PORT):
+    """The ufw commands the script must run (and --dry-run print), as argument lists."""
     commands = [
         "ufw default deny incoming",
         "ufw default deny routed",
@@ -105,11 +107,3 @@ def ufw_expected(v4, v6, ssh_port=SSH_PORT):
         for client in v4 + v6
     ]
     return [shlex.split(command) for command in commands]
-
-
-def ufw_calls(log):
-    """The argument lists the fake ufw was called with (none if never called)."""
-    if not log.exists():
-        return []
-    records = log.read_text().split("\x1e")[:-1]
-    return [["ufw", *record.split("\x1f")[:-1]] for record in records]
