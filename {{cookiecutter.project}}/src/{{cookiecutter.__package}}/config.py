@@ -1,8 +1,9 @@
 """The one settings module: every setting comes from an environment variable
 named {{ cookiecutter.__package | upper }}_<NAME>, read through Flask's from_prefixed_env.
 
-Both processes (the public API and the internal service) call load(); no other
-module reads the environment.
+Both processes (the public API and the internal service) call load(), through
+startup.py, which also refuses a bad value with one line; no other module
+reads the environment.
 """
 
 import os
@@ -114,14 +115,6 @@ def load():
     return settings
 
 
-def load_or_exit():
-    """Entry points call this so that a bad setting ends start-up with one clear line."""
-    try:
-        return load()
-    except SettingsError as exc:
-        raise SystemExit(f"{PREFIX.lower()}: {exc}") from None
-
-
 def load_dotenv(path=".env"):
     """Development convenience: read a .env file; variables already set win."""
     from dotenv import load_dotenv as _load
@@ -129,24 +122,13 @@ def load_dotenv(path=".env"):
     _load(path, override=False)
 
 
-def require_token(settings):
-    """Both sides refuse to start without a usable shared token."""
-    token = settings["INTERNAL_TOKEN"]
-    if len(token) < 32:
-        what = "is missing" if not token else f"is too short ({len(token)} characters)"
-        raise SettingsError(
-            f"{_env_name('INTERNAL_TOKEN')} {what}: set a random value of at least 32 characters"
-        )
-    return token
-
-
-def trusted_clients(settings):
-    """The TRUSTED_CLIENTS list; non-empty means several-hosts mode."""
-    return [entry.strip() for entry in settings["TRUSTED_CLIENTS"].split(",") if entry.strip()]
-
-
 def join_host_port(host, port):
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def several_hosts(settings):
+    """Whether other hosts may reach the internal service (TRUSTED_CLIENTS set)."""
+    return bool(settings["TRUSTED_CLIENTS"].replace(",", "").strip())
 
 
 def split_host_port(address):

@@ -11,15 +11,10 @@ from gunicorn.http import wsgi as _gunicorn_wsgi
 
 # Module-level names are read as gunicorn settings, and "config" is one: keep it private.
 from . import config as _config
-from .bindcheck import BindError, check_bind
+from . import startup as _startup
 
 _config.load_dotenv()
-_settings = _config.load_or_exit()
-try:
-    # nginx is the public listener; gunicorn stays on loopback.
-    _host = check_bind("PUBLIC_BIND", _settings["PUBLIC_BIND"])
-except BindError as exc:
-    raise SystemExit(f"{_config.PREFIX.lower()}-api: {exc}") from None
+_settings, _host = _startup.public_listener()
 
 wsgi_app = "{{ cookiecutter.__package }}.api:create_app()"
 bind = [_config.join_host_port(_host, _settings["PUBLIC_PORT"])]

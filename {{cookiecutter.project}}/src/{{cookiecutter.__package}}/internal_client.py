@@ -1,8 +1,14 @@
 """Client of the internal service: one persistent MessagePack connection per worker thread.
 
 The connection is opened lazily, after gunicorn has forked, and re-opened when
-it breaks. Only idempotent operations are retried on a fresh connection. With
-INTERNAL_TLS_CA set it is mutual TLS (tls.py) before the token is sent.
+it breaks. Only operations the contract calls idempotent are retried on a
+fresh connection. With INTERNAL_TLS_CA set it is mutual TLS (tls.py) before
+the token is sent.
+
+Calls name their operation by its contract object, not by a string:
+client.items.get(3) (a ResourceCalls) runs contract.items.get, which
+internal/items.py implements; client.call(contract.service.ping) does the same
+for an operation outside a resource.
 """
 
 import functools
@@ -15,9 +21,8 @@ import ssl
 import threading
 import weakref
 
-from . import config, tls
-from .internal.operations import LONGEST_REPLY, idempotent_operations
-from .internal.protocol import MessageSocket, ProtocolError
+from . import config, contract, tls
+from .protocol import MessageSocket, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -71,31 +76,38 @@ class InternalClient:
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.max_message = max_message
-        self.retryable = idempotent_operations()
         self._local = threading.local()
         self._ids = itertools.count(1)
         # A forked child (a gunicorn worker) must not share its parent's connections.
         # A weak reference, so that the hook does not keep every client alive.
         os.register_at_fork(after_in_child=functools.partial(_forget_in_child, weakref.ref(self)))
+        # The typed facade: client.items.get(3), one attribute per resource of the contract.
+        for unit in contract.UNITS:
+            if isinstance(unit, contract.Resource):
+                setattr(self, unit.name, ResourceCalls(unit, functools.partial(_same, self)))
 
     @classmethod
-    def from_settings(cls, settings):
+    def from_settings(cls, settings, tls_context=None):
+        """A client as the settings describe it. TLS_CONTEXT: one already built from
+        them (startup.api builds it once); without it, it is built here."""
+        if tls_context is None:
+            tls_context = tls.client_context(settings)
         return cls(
             settings["INTERNAL_ADDRESS"],
             settings["INTERNAL_TOKEN"],
             settings["INTERNAL_CONNECT_TIMEOUT"],
             settings["INTERNAL_TIMEOUT"],
             settings["INTERNAL_MAX_MESSAGE"],
-            tls.client_context(settings),
+            tls_context,
         )
 
-    def call(self, op, **args):
-        """Run an operation and return its result, or raise an InternalError."""
-        retryable = op in self.retryable
+    def call(self, operation, **args):
+        """Run OPERATION (a contract.Operation) and return its result, or raise an InternalError."""
+        retryable = operation.idempotent
         while True:
             conn, fresh = self._connection(probe=not retryable)
             try:
-                return self._round_trip(conn, op, args)
+                return self._round_trip(conn, operation.name, args)
             except (ConnectionError, ProtocolError, ssl.SSLError) as exc:
                 self.close()
                 # A pooled connection that broke is retried once on a new one, if safe.
@@ -225,30 +237,66 @@ class InternalClient:
             sock = self._start_tls(sock)
         # INTERNAL_MAX_MESSAGE guards the service against its clients; an answer
         # may be longer than any request (a page of long items).
-        conn = MessageSocket(sock, max(self.max_message, LONGEST_REPLY), timeout=self.timeout)
+        longest = max(self.max_message, contract.longest_reply())
+        conn = MessageSocket(sock, longest, timeout=self.timeout)
+        self._authenticate(conn)
+        return conn
+
+    def _authenticate(self, conn):
+        """Send the token as the first message; close and raise unless it is accepted."""
         try:
             conn.send({"id": 0, "op": "auth", "token": self.token})
             reply = conn.receive()
         except TimeoutError:
-            sock.close()
+            conn.sock.close()
             raise InternalTimeout("the internal service did not answer the handshake") from None
         except ssl.SSLError as exc:
             # In TLS 1.3 the server judges our certificate after our side of the
             # handshake is done: a refusal arrives with the first read.
-            sock.close()
+            conn.sock.close()
             raise self._tls_failed(exc) from None
         except (OSError, ProtocolError) as exc:
-            sock.close()
+            conn.sock.close()
             raise InternalUnavailable(
                 f"handshake with the internal service failed: {exc}"
             ) from None
         if reply is None:
-            sock.close()
+            conn.sock.close()
             raise InternalError(
                 "the internal service closed the connection without answering;"
                 " are both sides set for TLS (INTERNAL_TLS_*) alike?"
             )
         if reply.get("ok") is not True:
-            sock.close()
+            conn.sock.close()
             raise InternalError("the internal service refused our token", code="internal_auth")
-        return conn
+
+
+def _same(client):
+    return client
+
+
+class ResourceCalls:
+    """The typed calls of one contract.Resource: create, get, list, update, delete.
+
+    CLIENT is a function that returns the InternalClient to call through: the
+    API gives one that finds its app's client (api/resource.py).
+    """
+
+    def __init__(self, resource, client):
+        self.resource = resource
+        self._client = client
+
+    def create(self, **fields):
+        return self._client().call(self.resource.create, **fields)
+
+    def get(self, id):
+        return self._client().call(self.resource.get, id=id)
+
+    def list(self, limit=20, offset=0):
+        return self._client().call(self.resource.list, limit=limit, offset=offset)
+
+    def update(self, id, **fields):
+        return self._client().call(self.resource.update, id=id, **fields)
+
+    def delete(self, id):
+        return self._client().call(self.resource.delete, id=id)

@@ -61,6 +61,18 @@ def _context(settings, protocol):
                     f"{_name(key)} is set but {_name(CA)} is empty: set all three to use TLS"
                 )
         return None
+    ca, cert, key = _checked_files(settings)
+    context = ssl.SSLContext(protocol)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.verify_mode = ssl.CERT_REQUIRED
+    _load(context, ca, cert, key)
+    if protocol == ssl.PROTOCOL_TLS_CLIENT:
+        context.check_hostname = True
+    return context
+
+
+def _checked_files(settings):
+    """The three paths, once each file is readable, holds what it should and the key is private."""
     for key in (CERT, KEY):
         if not settings[key]:
             raise SettingsError(
@@ -80,10 +92,10 @@ def _context(settings, protocol):
         raise SettingsError(
             f"{_name(KEY)}={key!r} is open to every user (mode {mode:04o}): make it 0640 or 0600"
         )
+    return ca, cert, key
 
-    context = ssl.SSLContext(protocol)
-    context.minimum_version = ssl.TLSVersion.TLSv1_3
-    context.verify_mode = ssl.CERT_REQUIRED
+
+def _load(context, ca, cert, key):
     try:
         context.load_verify_locations(cafile=ca)
     except ssl.SSLError as exc:
@@ -99,9 +111,6 @@ def _context(settings, protocol):
             f"{_name(CERT)}={cert!r} and {_name(KEY)}={key!r} cannot be used together:"
             f" {error_text(exc)}"
         ) from None
-    if protocol == ssl.PROTOCOL_TLS_CLIENT:
-        context.check_hostname = True
-    return context
 
 
 def error_text(exc):

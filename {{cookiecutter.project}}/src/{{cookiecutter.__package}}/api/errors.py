@@ -6,6 +6,7 @@ No HTML error pages and no tracebacks, whatever the status.
 import logging
 
 from flask import jsonify
+from pydantic import BaseModel, ConfigDict
 from werkzeug.exceptions import HTTPException
 
 from ..internal_client import InternalError, OperationFailed
@@ -14,6 +15,20 @@ log = logging.getLogger(__name__)
 
 # Errors the internal service reports about the request itself.
 OPERATION_STATUS = {"not_found": 404, "invalid": 422, "invalid_arguments": 422}
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str
+    message: str
+    field: str | None = None
+
+
+class Error(BaseModel):
+    """The shape of every error the API sends, as the OpenAPI document declares it."""
+
+    model_config = ConfigDict(extra="forbid")
+    error: ErrorDetail
 
 
 def error_response(status, code, message, field=None):

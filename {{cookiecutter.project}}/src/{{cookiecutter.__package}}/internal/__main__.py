@@ -1,60 +1,54 @@
-"""`python -m {{ cookiecutter.__package }}.internal`: check the settings, then serve."""
+"""`python -m {{ cookiecutter.__package }}.internal`: check the settings, open the store, then serve."""
 
 import logging
 import signal
+import sqlite3
 import sys
 
-from .. import config, tls
-from ..bindcheck import BindError, check_bind
+from .. import config, startup
+from . import migrations, operations
 from .server import InternalServer, inherited_socket
 from .storage import Storage
+
+PROGRAM = f"{config.PREFIX.lower()}-internal"
+log = logging.getLogger(__name__)
+
+
+def open_storage(settings):
+    """The store with its schema up to date, or SystemExit with one line saying why not."""
+    modules = operations.load_units()
+    try:
+        return Storage(settings["STATE_DIR"], migrations.collect(modules))
+    except migrations.MigrationError as exc:
+        raise SystemExit(f"{PROGRAM}: {exc}") from None
+    except (OSError, sqlite3.Error) as exc:
+        where = f"{config.PREFIX}_STATE_DIR={settings['STATE_DIR']!r}"
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise SystemExit(f"{PROGRAM}: the database in {where} cannot be used: {reason}") from None
+
+
+def listen(host, port, storage, settings, tls_context, sock):
+    try:
+        return InternalServer(host, port, storage, settings, tls_context, sock=sock)
+    except OSError as exc:
+        storage.close()
+        where = config.join_host_port(host, port)
+        raise SystemExit(f"{PROGRAM}: cannot listen on {where}: {exc.strerror}") from None
 
 
 def main():
     config.load_dotenv()
-    settings = config.load_or_exit()
+    sock = inherited_socket()
+    settings, host, port, tls_context = startup.internal(sock)
     logging.basicConfig(
         level=settings["LOG_LEVEL"], format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    sock = inherited_socket()
-    try:
-        config.require_token(settings)
-        several_hosts = bool(config.trusted_clients(settings))
-        if sock is not None:
-            host, port = sock.getsockname()[:2]
-            check_bind("INTERNAL_BIND", host, several_hosts)
-        else:
-            host = check_bind("INTERNAL_BIND", settings["INTERNAL_BIND"], several_hosts)
-            port = settings["INTERNAL_PORT"]
-        # Every TLS file is checked before the database is opened or anything listens.
-        tls.server_context(settings)
-        if several_hosts and not tls.enabled(settings):
-            raise config.SettingsError(
-                f"{config.PREFIX}_TRUSTED_CLIENTS is set (several hosts) but"
-                f" {config.PREFIX}_INTERNAL_TLS_CA is empty: other hosts are served over"
-                " mutual TLS only (deploy/pki.sh makes the files)"
-            )
-    except (BindError, config.SettingsError) as exc:
-        raise SystemExit(f"{config.PREFIX.lower()}-internal: {exc}") from None
-    storage = Storage(settings["STATE_DIR"])
-    try:
-        server = InternalServer(host, port, storage, settings, sock=sock)
-    except config.SettingsError as exc:
-        storage.close()
-        raise SystemExit(f"{config.PREFIX.lower()}-internal: {exc}") from None
-    except OSError as exc:
-        storage.close()
-        where = config.join_host_port(host, port)
-        raise SystemExit(
-            f"{config.PREFIX.lower()}-internal: cannot listen on {where}: {exc.strerror}"
-        ) from None
+    storage = open_storage(settings)
+    server = listen(host, port, storage, settings, tls_context, sock)
     # SIGTERM (systemd, honcho) ends serve_forever like Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    logging.getLogger(__name__).info(
-        "listening on %s%s",
-        config.join_host_port(host, port),
-        " with mutual TLS" if server.tls is not None else "",
-    )
+    tls_note = " with mutual TLS" if tls_context is not None else ""
+    log.info("listening on %s%s", config.join_host_port(host, port), tls_note)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

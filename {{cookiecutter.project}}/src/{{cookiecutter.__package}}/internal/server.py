@@ -1,4 +1,4 @@
-"""Transport of the internal service: a thread per connection speaking MessagePack (protocol.py).
+"""Transport of the internal service: a thread per connection speaking MessagePack (../protocol.py).
 
 With TLS on (tls.py), each connection first completes a TLS 1.3 handshake
 with a client certificate of the project CA, within the read timeout, or it is
@@ -18,8 +18,8 @@ import ssl
 import threading
 
 from .. import tls
-from .operations import OPERATIONS, OperationError
-from .protocol import MessageSocket, ProtocolError
+from ..protocol import MessageSocket, ProtocolError
+from . import operations
 
 log = logging.getLogger(__name__)
 
@@ -122,15 +122,15 @@ class InternalServer(socketserver.ThreadingTCPServer):
     # socketserver's default backlog of 5 is too short when every worker reconnects at once.
     request_queue_size = 128
 
-    def __init__(self, host, port, storage, settings, sock=None):
+    def __init__(self, host, port, storage, settings, tls_context=None, sock=None):
+        """TLS_CONTEXT: the server's (startup.internal builds it), or None for plain TCP."""
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.storage = storage
         self.token = settings["INTERNAL_TOKEN"].encode()
         self.max_message = settings["INTERNAL_MAX_MESSAGE"]
         self.idle_timeout = settings["INTERNAL_IDLE_TIMEOUT"]
         self.read_timeout = settings["INTERNAL_READ_TIMEOUT"]
-        # Built before anything listens, so a bad file stops start-up.
-        self.tls = tls.server_context(settings)
+        self.tls = tls_context
         self._connections = set()
         self._connections_lock = threading.Lock()
         super().__init__((host, port), Handler, bind_and_activate=sock is None)
@@ -163,15 +163,10 @@ class InternalServer(socketserver.ThreadingTCPServer):
         """Run one request and return the reply; never raises for the caller's mistakes."""
         request_id = request.get("id")
         name = request.get("op")
-        args = request.get("args", {})
-        operation = OPERATIONS.get(name) if isinstance(name, str) else None
         try:
-            if operation is None:
-                raise OperationError("unknown_operation", f"no operation named {name!r}")
-            if not isinstance(args, dict):
-                raise OperationError("invalid_arguments", "args must be a map")
-            return {"id": request_id, "ok": True, "result": operation(self.storage, args)}
-        except OperationError as exc:
+            result = operations.run(self.storage, name, request.get("args", {}))
+            return {"id": request_id, "ok": True, "result": result}
+        except operations.OperationError as exc:
             return {"id": request_id, "ok": False, "error": exc.as_dict()}
         except Exception:
             log.exception("operation %s failed", name)

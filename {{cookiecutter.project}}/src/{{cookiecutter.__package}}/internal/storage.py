@@ -1,91 +1,92 @@
 """SQLite storage of the internal service, in STATE_DIR.
 
-WAL with synchronous=FULL, and every write is its own committed transaction
-before the call returns, so an acknowledged write survives a crash.
+WAL with synchronous=FULL, and a write is committed before the operation
+answers, so an acknowledged write survives a crash. Operations get a
+Database: one connection inside a transaction, whose rows come back as
+dicts keyed by column name. The schema is brought up to date at start-up by
+internal/migrations.py, before anything is served.
 """
 
+import contextlib
 import sqlite3
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS items (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    title TEXT NOT NULL,
-    body TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-)
-"""
-COLUMNS = ("id", "title", "body", "created_at", "updated_at")
+from . import migrations
+
+# The name the first release gave it: an upgraded installation finds its data there.
+DATABASE_FILE = "items.sqlite3"
 
 
-def _now():
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+class Database:
+    """What an operation may do with the store: run SQL, get rows as dicts."""
 
+    __slots__ = ("_conn",)
 
-def _row(row):
-    return dict(zip(COLUMNS, row, strict=True)) if row else None
+    def __init__(self, conn):
+        self._conn = conn
+
+    def one(self, sql, params=()):
+        """The first row as a dict, or None."""
+        cursor = self._conn.execute(sql, params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return dict(zip([column[0] for column in cursor.description], row, strict=True))
+
+    def all(self, sql, params=()):
+        """Every row, as dicts."""
+        cursor = self._conn.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def run(self, sql, params=()):
+        """A statement without rows; the number of rows it changed."""
+        return self._conn.execute(sql, params).rowcount
 
 
 class Storage:
     """One connection shared by the service's threads, serialised by a lock."""
 
-    def __init__(self, state_dir):
+    def __init__(self, state_dir, schema=()):
+        """Open (or create) the database and apply SCHEMA's migrations it lacks.
+
+        SCHEMA: (id, SQL) pairs in order (migrations.collect). Raises OSError or
+        sqlite3.Error when the store cannot be used, MigrationError when its
+        schema is not one this code knows.
+        """
         path = Path(state_dir)
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.path = path / "items.sqlite3"
-        # isolation_level=None: autocommit, each statement commits on its own.
+        self.path = path / DATABASE_FILE
+        # isolation_level=None: no implicit transactions; transaction() opens them.
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
-        with self._lock:
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.execute(SCHEMA)
+            migrations.apply(self._db, schema, self.path)
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self):
         with self._lock:
             self._db.close()
 
-    def create(self, title, body):
-        now = _now()
+    @contextlib.contextmanager
+    def transaction(self, write):
+        """A Database for one operation. A writing one runs in BEGIN IMMEDIATE and is
+        committed, durably, when the block ends, or rolled back if it raises."""
         with self._lock:
-            row = self._db.execute(
-                "INSERT INTO items (title, body, created_at, updated_at) VALUES (?, ?, ?, ?)"
-                " RETURNING id, title, body, created_at, updated_at",
-                (title, body, now, now),
-            ).fetchone()
-        return _row(row)
-
-    def get(self, item_id):
-        with self._lock:
-            row = self._db.execute(
-                "SELECT id, title, body, created_at, updated_at FROM items WHERE id = ?", (item_id,)
-            ).fetchone()
-        return _row(row)
-
-    def list(self, limit, offset):
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, title, body, created_at, updated_at FROM items"
-                " ORDER BY id LIMIT ? OFFSET ?",
-                (limit, offset),
-            ).fetchall()
-            (total,) = self._db.execute("SELECT count(*) FROM items").fetchone()
-        return [_row(row) for row in rows], total
-
-    def update(self, item_id, title, body):
-        with self._lock:
-            row = self._db.execute(
-                "UPDATE items SET title = ?, body = ?, updated_at = ? WHERE id = ?"
-                " RETURNING id, title, body, created_at, updated_at",
-                (title, body, _now(), item_id),
-            ).fetchone()
-        return _row(row)
-
-    def delete(self, item_id):
-        with self._lock:
-            cursor = self._db.execute("DELETE FROM items WHERE id = ?", (item_id,))
-        return cursor.rowcount > 0
+            if not write:
+                # One connection, behind a lock: nothing else writes in between.
+                yield Database(self._db)
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield Database(self._db)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")

@@ -1,0 +1,107 @@
+"""What every unit module of the API shares, written once.
+
+* models(): a resource's request model, built from the contract's fields,
+  and the row and page models of its answers, so the OpenAPI document states
+  the same limits the internal service enforces.
+* IdPath (the path's id) and Page (?limit=&offset=).
+* The answers every route may give, to declare in its `responses`.
+* calls(resource): the typed client facade bound to the app's internal client.
+* require_json_object: bodies are a JSON object, or a clear 400/413/415/422.
+"""
+
+from flask import current_app, request
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+
+from .. import contract
+from ..internal_client import InternalClient, ResourceCalls
+from .errors import Error, error_response
+
+
+class IdPath(BaseModel):
+    id: int = Field(ge=1, le=contract.INT_MAX)
+
+
+class Page(BaseModel):
+    limit: int = Field(default=20, ge=1, le=contract.PAGE_MAX)
+    offset: int = Field(default=0, ge=0, le=contract.INT_MAX)
+
+
+class Status(BaseModel):
+    status: str
+
+
+# Declared, so that the OpenAPI document describes every answer a client can get.
+# flask-openapi3 gives an operation without a 422 one shaped as pydantic's error
+# list, so even the operations that never send it declare ours.
+INVALID = {422: Error}
+NOT_FOUND = {404: Error}
+# A body that is not JSON, not a JSON object, or larger than MAX_CONTENT_LENGTH.
+BAD_BODY = {400: Error, 413: Error, 415: Error}
+# The internal service failed, is down, or did not answer in time.
+UPSTREAM = {502: Error, 503: Error, 504: Error}
+# What any route that calls the internal service may answer besides its own.
+CALLS = {**INVALID, **UPSTREAM}
+
+
+def client() -> InternalClient:
+    """This app's client of the internal service (one connection per worker)."""
+    return current_app.extensions["internal_client"]
+
+
+def calls(resource) -> ResourceCalls:
+    """resource's typed calls (create, get, list, update, delete) through this app's client."""
+    return ResourceCalls(resource, client)
+
+
+def _annotation(field):
+    default = ... if field.default is contract.REQUIRED else field.default
+    if isinstance(field, contract.Text):
+        return str, Field(default, min_length=field.min_length, max_length=field.max_length)
+    if isinstance(field, contract.Integer):
+        return int, Field(default, ge=field.minimum, le=field.maximum)
+    if isinstance(field, contract.Boolean):
+        return bool, Field(default)
+    raise TypeError(f"no request model for {field!r}")
+
+
+def models(name, resource):
+    """(NAMEIn, NAME, NAMEList): the body of create and update (the resource's fields,
+    nothing else, strictly typed), one row as answered (those plus the id and the
+    two times), and a page as answered ({RESOURCE: [rows], total, limit, offset})."""
+    fields = {key: _annotation(field) for key, field in resource.fields.items()}
+    body = create_model(f"{name}In", __config__=ConfigDict(extra="forbid", strict=True), **fields)
+    stamps = {"id": (int, ...), "created_at": (str, ...), "updated_at": (str, ...)}
+    row = create_model(name, __base__=body, **stamps)
+    page = {"total": (int, ...), "limit": (int, ...), "offset": (int, ...)}
+    listing = create_model(f"{name}List", **{resource.name: (list[row], ...)}, **page)
+    return body, row, listing
+
+
+def _chunked_body_too_large():
+    """A body without Content-Length (chunked) is read up to MAX_CONTENT_LENGTH, and
+    werkzeug drops the rest without a word: look for one byte past the limit."""
+    request.get_data()
+    return bool(request.environ["wsgi.input"].read(1))
+
+
+def require_json_object():
+    """Bodies must be a JSON object: 415 for another media type, 400 for broken JSON."""
+    if request.method not in ("POST", "PUT") or request.routing_exception is not None:
+        return None
+    if not request.is_json:
+        return error_response(
+            415, "unsupported_media_type", "body: Content-Type must be application/json", "body"
+        )
+    if request.content_length is None and _chunked_body_too_large():
+        raise RequestEntityTooLarge()
+    try:
+        data = request.get_json()
+    except BadRequest:
+        return error_response(400, "bad_request", "body: not valid JSON", "body")
+    except RecursionError:
+        # MAX_CONTENT_LENGTH still lets a body nest deeper than the parser recurses.
+        return error_response(400, "bad_request", "body: JSON nested too deeply", "body")
+    if not isinstance(data, dict):
+        return error_response(422, "invalid", "body: must be a JSON object", "body")
+    return None

@@ -1,0 +1,198 @@
+"""The contract between the two processes: what the API may ask of the internal
+service, with which arguments, and how long an answer may be.
+
+The API and the internal service import this module, protocol.py for the
+bytes on the wire, and nothing of each other (tests/test_boundaries.py reads
+the imports). Each unit of operations is declared here once:
+
+* a Resource is a table of rows with its fields, and gets the five CRUD
+  operations NAME.create, .get, .list, .update and .delete;
+* a Unit holds operations of its own, such as service.ping.
+
+The internal service checks every call's arguments against these fields
+before it runs the operation (internal/operations.py); the API builds its
+request models, and so the OpenAPI document, from the same fields
+(api/resource.py). Each unit has one module on each side, named after it:
+api/NAME.py and internal/NAME.py. README.md, "Adding a resource", shows the
+steps.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+# The largest integer either store keeps: 64-bit signed.
+INT_MAX = 2**63 - 1
+# The most rows one page of a list may hold.
+PAGE_MAX = 100
+# MessagePack bytes of one row besides its fields: keys, id and the two times.
+ROW_OVERHEAD = 512
+
+
+class _Required:
+    def __repr__(self):
+        return "REQUIRED"
+
+
+# The default of a field that every call must give.
+REQUIRED = _Required()
+
+
+class ContractError(ValueError):
+    """A call's arguments break the contract. The message names the field."""
+
+    def __init__(self, code, message, field=None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Text:
+    min_length: int = 0
+    max_length: int = 1000
+    default: Any = REQUIRED
+
+    def check(self, name, value):
+        if isinstance(value, str) and self.min_length <= len(value) <= self.max_length:
+            return value
+        bounds = f"{self.min_length} to {self.max_length}"
+        raise ContractError("invalid", f"{name}: must be a string of {bounds} characters", name)
+
+    @property
+    def longest(self):
+        """Its most bytes in MessagePack: a 5-byte header, then up to 4 bytes a character."""
+        return 5 + 4 * self.max_length
+
+
+@dataclass(frozen=True)
+class Integer:
+    minimum: int = 0
+    maximum: int = INT_MAX
+    default: Any = REQUIRED
+    longest = 9
+
+    def check(self, name, value):
+        if type(value) is int and self.minimum <= value <= self.maximum:
+            return value
+        bounds = f"{self.minimum} to {self.maximum}"
+        raise ContractError("invalid", f"{name}: must be an integer, {bounds}", name)
+
+
+@dataclass(frozen=True)
+class Boolean:
+    default: Any = REQUIRED
+    longest = 1
+
+    def check(self, name, value):
+        if isinstance(value, bool):
+            return value
+        raise ContractError("invalid", f"{name}: must be true or false", name)
+
+
+# Every operation by name, as the wire names it.
+OPERATIONS = {}
+# Every unit, in the order declared: both sides load their modules in this order.
+UNITS = []
+
+
+class Operation:
+    """One call: its arguments, whether it writes, and whether a retry is safe.
+
+    idempotent: running it twice leaves the same state as once, so the client
+    may send it again on a new connection when the old one broke.
+    reply: the most bytes its answer may take on the wire.
+    """
+
+    def __init__(self, name, args=None, *, writes=False, idempotent=False, reply=1024):
+        if name in OPERATIONS:
+            raise ValueError(f"operation {name!r} is declared twice")
+        self.name = name
+        self.args = dict(args or {})
+        self.writes = writes
+        self.idempotent = idempotent
+        self.reply = reply
+        self._required = frozenset(
+            key for key, field in self.args.items() if field.default is REQUIRED
+        )
+        OPERATIONS[name] = self
+
+    def __repr__(self):
+        return f"<Operation {self.name}>"
+
+    def check(self, args):
+        """The arguments, defaults filled in, each checked; ContractError names the first bad."""
+        if not self._required <= args.keys() <= self.args.keys():
+            raise ContractError("invalid_arguments", self._mismatch(args))
+        return {
+            key: field.check(key, args[key]) if key in args else field.default
+            for key, field in self.args.items()
+        }
+
+    def _mismatch(self, args):
+        missing = sorted(self._required - args.keys())
+        if missing:
+            return f"{self.name}: missing argument {missing[0]!r}"
+        unexpected = sorted(str(key) for key in args.keys() - self.args.keys())
+        return f"{self.name}: unexpected argument {unexpected[0]!r}"
+
+
+class Unit:
+    """Operations that belong together, NAME.verb on the wire."""
+
+    def __init__(self, name):
+        if any(unit.name == name for unit in UNITS):
+            raise ValueError(f"unit {name!r} is declared twice")
+        self.name = name
+        UNITS.append(self)
+
+    def operation(self, verb, args=None, **flags):
+        return Operation(f"{self.name}.{verb}", args, **flags)
+
+
+ID = Integer(1)
+PAGE = {"limit": Integer(1, PAGE_MAX, default=20), "offset": Integer(0, default=0)}
+
+
+class Resource(Unit):
+    """A table of rows: an id, FIELDS, created_at and updated_at; the five CRUD operations.
+
+    singular names one row in messages ("item 3 does not exist").
+    """
+
+    def __init__(self, name, singular, **fields):
+        super().__init__(name)
+        self.singular = singular
+        self.fields = fields
+        row = ROW_OVERHEAD + sum(field.longest for field in fields.values())
+        self.create = self.operation("create", fields, writes=True, reply=row)
+        self.get = self.operation("get", {"id": ID}, idempotent=True, reply=row)
+        self.list = self.operation("list", PAGE, idempotent=True, reply=PAGE_MAX * row + 64)
+        self.update = self.operation(
+            "update", {"id": ID, **fields}, writes=True, idempotent=True, reply=row
+        )
+        self.delete = self.operation("delete", {"id": ID}, writes=True)
+
+
+def longest_reply():
+    """The most bytes any answer may take: the client reads answers up to this."""
+    return max(operation.reply for operation in OPERATIONS.values())
+
+
+class Service(Unit):
+    """The service's own operations."""
+
+    def __init__(self):
+        super().__init__("service")
+        # Readiness: the internal service answers and its storage can be read.
+        self.ping = self.operation("ping", idempotent=True)
+
+
+service = Service()
+
+items = Resource(
+    "items",
+    "item",
+    title=Text(1, 200),
+    body=Text(0, 10_000, default=""),
+)
