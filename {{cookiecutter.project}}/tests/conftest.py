@@ -1,51 +1,18 @@
-"""Fixtures: a real internal service on an ephemeral loopback port, and the API in front of it."""
+"""Fixtures: a real internal service on an ephemeral loopback port, and the API in front of it.
+
+Helpers the test modules share live in support.py.
+"""
 
 import os
-import secrets
-import socket
 import subprocess
 import sys
-import threading
-import time
 
 import pytest
 
 from {{ cookiecutter.__package }} import config
 from {{ cookiecutter.__package }}.api import create_app
-from {{ cookiecutter.__package }}.internal.server import InternalServer
-from {{ cookiecutter.__package }}.internal.storage import Storage
 
-PREFIX = config.PREFIX
-TOKEN = secrets.token_urlsafe(32)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port, timeout=15.0, process=None):
-    """Wait until something accepts on 127.0.0.1:port (bounded in time)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"{process.args} exited early: {process.stderr.read()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-def refusal(process):
-    """A start-up refusal: non-zero exit and exactly one line on stderr, which is returned."""
-    _, stderr = process.communicate(timeout=30)
-    lines = stderr.strip().splitlines()
-    assert process.returncode != 0
-    assert len(lines) == 1, stderr
-    return lines[0]
+from .support import PREFIX, TOKEN, ThreadedService, make_pki
 
 
 @pytest.fixture(autouse=True)
@@ -60,25 +27,6 @@ def environment(monkeypatch, tmp_path):
     # One host, whatever this project's default: several hosts need TLS (test_tls.py).
     monkeypatch.setenv(f"{PREFIX}_TRUSTED_CLIENTS", "")
     monkeypatch.chdir(tmp_path)
-
-
-class ThreadedService:
-    """The real internal server, serving from a thread of the test process."""
-
-    def __init__(self, settings, port=0):
-        self.storage = Storage(settings["STATE_DIR"])
-        self.server = InternalServer("127.0.0.1", port, self.storage, settings)
-        self.port = self.server.server_address[1]
-        self.address = f"127.0.0.1:{self.port}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.storage.close()
 
 
 @pytest.fixture
@@ -134,3 +82,9 @@ def spawn():
                 process.wait(timeout=10)
         for stream in (process.stdout, process.stderr):
             stream.close()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Certificates made by deploy/pki.sh: ours, another CA's, and a misnamed server's."""
+    return make_pki(tmp_path_factory.mktemp("pki"))

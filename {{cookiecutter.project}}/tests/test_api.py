@@ -5,10 +5,14 @@ import threading
 
 import pytest
 
+from {{ cookiecutter.__package }} import contract
 from {{ cookiecutter.__package }}.api import create_app
-from {{ cookiecutter.__package }}.internal.operations import BODY_MAX, LIMIT_MAX, TITLE_MAX
 
-from .conftest import free_port
+from .support import free_port
+
+TITLE_MAX = contract.items.fields["title"].max_length
+BODY_MAX = contract.items.fields["body"].max_length
+LIMIT_MAX = contract.PAGE_MAX
 
 
 def assert_json_error(response, status, field=None):

@@ -5,7 +5,7 @@ import pytest
 from {{ cookiecutter.__package }} import config
 from {{ cookiecutter.__package }}.bindcheck import BindError, check_bind
 
-from .conftest import PREFIX
+from .support import PREFIX
 
 
 def test_defaults_come_from_the_template_answers():

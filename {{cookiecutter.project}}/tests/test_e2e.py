@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .conftest import PREFIX, TOKEN, free_port, refusal, wait_for_port
+from .support import PREFIX, TOKEN, free_port, refusal, socket_activated, wait_for_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,26 +85,6 @@ def test_gunicorn_config_refuses_a_wildcard_public_bind(spawn):
     )
     line = refusal(api)
     assert f"{PREFIX}_PUBLIC_BIND" in line and "wildcard" in line
-
-
-# Put the socket on fd 3 and set LISTEN_PID to our own pid, which exec keeps: what systemd does.
-SOCKET_ACTIVATION = (
-    "import os, sys; os.dup2(int(sys.argv[1]), 3); "
-    "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1'); "
-    "os.execv(sys.executable, [sys.executable, '-m', '{{ cookiecutter.__package }}.internal'])"
-)
-
-
-def socket_activated(spawn, host):
-    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    listener.bind((host, 0))
-    if host == "127.0.0.1":
-        # A wildcard socket stays bound but never listening: nothing is exposed, even briefly.
-        listener.listen()
-    process = spawn(["-c", SOCKET_ACTIVATION, str(listener.fileno())], pass_fds=[listener.fileno()])
-    port = listener.getsockname()[1]
-    listener.close()
-    return process, port
 
 
 def test_internal_service_serves_a_socket_from_systemd(spawn):

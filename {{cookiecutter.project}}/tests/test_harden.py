@@ -14,7 +14,7 @@ from flask import request, session
 
 from {{ cookiecutter.__package }}.api import create_app
 
-from .conftest import PREFIX, free_port, wait_for_port
+from .support import PREFIX, free_port, wait_for_port
 
 PROXY = "127.0.0.1"
 DIRECT = "127.0.0.2"
