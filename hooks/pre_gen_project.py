@@ -16,7 +16,7 @@ each answer is encoded twice with Jinja's ``tojson``:
   backslashes, braces, newlines, code).
 
 ``json.loads`` then turns the string back into the value: it is only ever
-data. tests/test_hooks.py proves it with a value built to break out.
+data. tests/bake/test_hooks.py proves it with a value built to break out.
 """
 
 import contextlib

@@ -1,5 +1,6 @@
 """Every combination of options bakes a clean, lint-free project with its secrets."""
 
+import ast
 import fnmatch
 import os
 import re
@@ -45,6 +46,24 @@ def shell_scripts(root):
     return found
 
 
+# The style guide's bound for one function of the generated code.
+MAX_FUNCTION_LINES = 40
+
+
+def long_functions(source_dir):
+    """(file:function, lines) of each function under source_dir longer than the bound,
+    its decorators included."""
+    found = []
+    for path in sorted(source_dir.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                lines = node.end_lineno - first + 1
+                if lines > MAX_FUNCTION_LINES:
+                    found.append((f"{path.relative_to(source_dir)}:{node.name}", lines))
+    return found
+
+
 def env_token(project_path, package):
     """The internal token line of the generated .env, checked for its form."""
     env_file = project_path / ".env"
@@ -87,6 +106,9 @@ def test_every_option_combination_bakes_a_clean_project(cookies, harden, firewal
     ruff_format = [*ruff, "format", "--check", "--no-cache", "."]
     code, output = code_and_output(ruff_format, cwd=project, timeout=300)
     assert code == 0, f"ruff format --check failed:\n{output}"
+
+    # Small functions: none in the generated package is over the bound.
+    assert long_functions(project / "src") == []
 
     # Every shell script passes shellcheck (CI installs it: missing is a failure there).
     scripts = shell_scripts(project)

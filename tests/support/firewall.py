@@ -70,10 +70,10 @@ import json, socket, ssl, sys
 package, host, port, ca, cert, key = sys.argv[1:7]
 config = __import__(package + ".config", fromlist=["load"])
 client_module = __import__(package + ".internal_client", fromlist=["InternalClient"])
-protocol = __import__(package + ".internal.protocol", fromlist=["MessageSocket"])
+protocol = __import__(package + ".protocol", fromlist=["MessageSocket"])
 results = {}
 client = client_module.InternalClient.from_settings(config.load())
-results["cert_and_token"] = client.call("items.list", limit=5)
+results["cert_and_token"] = client.items.list(limit=5)
 client.close()
 
 def exchange(context, first_message):

@@ -231,7 +231,8 @@ class Stack:
         if data is not None:
             req.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(req, timeout=10) as response:  # loopback only
-            return response.status, json.loads(response.read())
+            body = response.read()
+            return response.status, json.loads(body) if body else None
 
     def logs(self):
         text = []
