@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
 from support.baking import TEMPLATE_DIR
 from support.firewall import firewall_baker
 from support.rule_files import rules_baker

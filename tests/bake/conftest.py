@@ -3,6 +3,7 @@
 import itertools
 
 import pytest
+
 from support.baking import cookiecutter_cli
 
 

@@ -10,6 +10,7 @@ import os
 import shutil
 
 import pytest
+
 from support.files import shared_tmp_dir
 from support.firewall import BACKENDS, PROJECT, TABLE
 from support.processes import run

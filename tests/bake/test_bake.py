@@ -10,6 +10,7 @@ import tomllib
 
 import jinja2
 import pytest
+
 from support.baking import COMBINATION_IDS, COMBINATIONS, COOKIECUTTER_JSON, FIREWALLS, bake_ok
 from support.processes import clean_env, code_and_output, run
 from support.tools import tool

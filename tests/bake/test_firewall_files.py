@@ -14,6 +14,7 @@ import shlex
 import shutil
 
 import pytest
+
 from support.files import shared_tmp_dir
 from support.processes import run
 from support.rule_files import (

@@ -8,6 +8,7 @@ Each case builds a fresh venv, installs the project with `pip install -e
 import sys
 
 import pytest
+
 from support.processes import run
 
 INSTALL_TIMEOUT = 900

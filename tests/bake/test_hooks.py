@@ -5,6 +5,7 @@ does: `python -m cookiecutter --no-input -o TMP TEMPLATE key=value`.
 """
 
 import pytest
+
 from support.baking import default_answers
 
 # (variable the error line must name, key=value answers that are bad for it)

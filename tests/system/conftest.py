@@ -1,6 +1,7 @@
 """Fixtures of the system tier: the default project's servers, running."""
 
 import pytest
+
 from support.baking import default_answers
 from support.stack import Stack
 

@@ -11,6 +11,7 @@ import threading
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
+
 from support.tools import tool
 
 CHROMIUM = "/usr/bin/chromium"

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from support.baking import default_answers
 from support.files import shared_tmp_dir
 from support.processes import free_port, run, stop_process, wait_for

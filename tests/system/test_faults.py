@@ -29,6 +29,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from support.baking import default_answers
 from support.processes import run, wait_for
 from support.stack import WORKER_PATH, Stack

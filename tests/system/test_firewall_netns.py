@@ -24,6 +24,7 @@ import os
 import time
 
 import pytest
+
 from support.firewall import (
     BACKENDS,
     DECOY_PORTS,

@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 import pytest
+
 from support.files import digest
 from support.netns import netns
 from support.processes import run

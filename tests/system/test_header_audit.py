@@ -14,6 +14,7 @@ import json
 
 import pytest
 from drheader import Drheader
+
 from support.stack import FAULT_PATH
 
 VIA_TLS = {"X-Forwarded-Proto": "https"}

@@ -23,6 +23,7 @@ from collections import Counter
 import pytest
 import requests
 import schemathesis
+
 from support.baking import default_answers
 from support.processes import run
 from support.stack import Stack

@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from support.baking import COMBINATION_IDS, COMBINATIONS, bake_ok
 from support.processes import clean_env, run
 from support.systemd import Unit
