@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = json.loads({{ cookiecutter["__package"] | tojson | tojson }})
-TRUSTED_CLIENTS = json.loads({{ cookiecutter.trusted_clients | tojson | tojson }})
+TRUSTED_CLIENTS = json.loads({{ cookiecutter.__trusted_clients | tojson | tojson }})
 CHOSEN = {
     "firewall": json.loads({{ cookiecutter.firewall | tojson | tojson }}),
 }

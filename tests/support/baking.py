@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from cookiecutter.environment import StrictEnvironment
+
 from support.processes import clean_env, run
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -25,7 +27,12 @@ COMBINATION_IDS = [f"harden={h}-{f}-trusted={'yes' if t else 'none'}" for h, f, 
 
 
 def default_answers(**overrides):
-    """Every answer as cookiecutter would record it with --no-input, plus overrides."""
+    """Every answer as cookiecutter would record it with --no-input, plus overrides.
+
+    The derived values (__package, __trusted_clients, ...) are rendered from
+    cookiecutter.json's own expressions, as cookiecutter renders them, unless
+    overridden: a replay file must hold them too.
+    """
     answers = {}
     for key, value in COOKIECUTTER_JSON.items():
         if key.startswith("_"):
@@ -34,8 +41,10 @@ def default_answers(**overrides):
     answers.update(overrides)
     if "service_user" not in overrides:
         answers["service_user"] = answers["project"]
-    if "__package" not in overrides:
-        answers["__package"] = str(answers["project"]).replace("-", "_")
+    environment = StrictEnvironment(context={"cookiecutter": COOKIECUTTER_JSON})
+    for key, expression in COOKIECUTTER_JSON.items():
+        if key.startswith("__") and isinstance(expression, str) and key not in overrides:
+            answers[key] = environment.from_string(expression).render(cookiecutter=answers)
     return answers
 
 

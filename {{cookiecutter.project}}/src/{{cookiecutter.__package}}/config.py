@@ -45,7 +45,7 @@ DEFAULTS = {
     "INTERNAL_MAX_MESSAGE": 1048576,
     # Comma-separated addresses or CIDRs of other hosts allowed to reach the
     # internal service. Empty means this host only (loopback).
-    "TRUSTED_CLIENTS": {{ cookiecutter.trusted_clients | tojson }},
+    "TRUSTED_CLIENTS": {{ cookiecutter.__trusted_clients | replace(' ', ',') | tojson }},
     # Mutual TLS between the hosts (tls.py; deploy/pki.sh makes the files). On
     # when INTERNAL_TLS_CA is set, and then required with TRUSTED_CLIENTS.
     # The project CA's certificate, which must have signed the other side's.

@@ -1,14 +1,3 @@
-{#- Split trusted_clients on commas, strip spaces, drop empty entries; an entry
-    with a ':' is IPv6, anything else IPv4. -#}
-{%- set clients = namespace(v4=[], v6=[]) -%}
-{%- for raw in (cookiecutter.trusted_clients | string).split(',') -%}
-{%- set entry = raw | trim -%}
-{%- if entry and ':' in entry -%}
-{%- set clients.v6 = clients.v6 + [entry] -%}
-{%- elif entry -%}
-{%- set clients.v4 = clients.v4 + [entry] -%}
-{%- endif -%}
-{%- endfor -%}
 #!/usr/bin/env bash
 # {{ cookiecutter.project }}: whitelist of inbound traffic with ufw.
 #
@@ -27,8 +16,8 @@ set -euo pipefail
 
 readonly SSH_PORT={{ cookiecutter.ssh_port }}
 readonly INTERNAL_PORT={{ cookiecutter.internal_port }}
-readonly TRUSTED_V4=({% for client in clients.v4 %}{{ ' ' if not loop.first }}'{{ client }}'{% endfor %})
-readonly TRUSTED_V6=({% for client in clients.v6 %}{{ ' ' if not loop.first }}'{{ client }}'{% endfor %})
+readonly TRUSTED_V4=({% for client in cookiecutter.__trusted_v4.split() %}{{ ' ' if not loop.first }}'{{ client }}'{% endfor %})
+readonly TRUSTED_V6=({% for client in cookiecutter.__trusted_v6.split() %}{{ ' ' if not loop.first }}'{{ client }}'{% endfor %})
 UFW_DEFAULTS_FILE=${UFW_DEFAULTS_FILE:-/etc/default/ufw}
 
 usage() {
