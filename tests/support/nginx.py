@@ -17,12 +17,13 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
 from support.baking import default_answers
-from support.processes import free_port, run, stop_process, wait_for_port
+from support.processes import clean_env, free_port, run, stop_process, wait_for_port
 
 ANSWERS = default_answers()
 PROJECT = ANSWERS["project"]
@@ -96,10 +97,23 @@ def site_copy(site, *, http_port, https_port, upstream_port, cert, key, tag, ipv
     text = substitute(text, f"{live}/privkey.pem;", f"{key};", 1)
     upstream = f"proxy_pass http://127.0.0.1:{upstream_port};"
     text = substitute(text, f"proxy_pass http://127.0.0.1:{PUBLIC_PORT};", upstream, 2)
+    # The error pages' headers, as deploy/install.sh writes them into /etc/nginx/snippets/.
+    for scheme in ("https", "http"):
+        snippet = f"include snippets/{PROJECT}-headers-{scheme}.conf;"
+        text = substitute(text, snippet, f"include {Path(cert).parent}/headers-{scheme}.conf;", 1)
     # The rate limit zone, TLS session cache and map variables live at http level.
     for name in ("_api", "_tls", "_error_body", "_retry_after"):
         assert f"{PACKAGE}{name}" in text, f"{PACKAGE}{name} is no longer in the site file"
     return text.replace(f"{PACKAGE}_", f"{PACKAGE}_{tag}_")
+
+
+def write_header_snippets(work, project_dir):
+    """The two snippets, printed by the project's own code as install.sh has it do."""
+    env = {**clean_env(), "PYTHONPATH": str(Path(project_dir) / "src")}
+    for scheme in ("https", "http"):
+        module = f"{PACKAGE}.api.nginx_headers"
+        printed = run([sys.executable, "-m", module, scheme], env=env, timeout=60).stdout
+        (work / f"headers-{scheme}.conf").write_text(printed, encoding="utf-8")
 
 
 def make_certificate(openssl, work):
@@ -120,6 +134,7 @@ def configure(work, site, tag, openssl, stack):
     The front it returns holds the ports, the certificate and the stack.
     """
     cert, key = make_certificate(openssl, work)
+    write_header_snippets(work, stack.project_dir)
     ipv6 = ipv6_loopback()
     ports = [free_port(also_v6=ipv6) for _ in range(5)]
     assert len(set(ports)) == 5, ports

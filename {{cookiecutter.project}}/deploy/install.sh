@@ -6,6 +6,7 @@
 set -euo pipefail
 
 PROJECT="{{ cookiecutter.project }}"
+PACKAGE="{{ cookiecutter.__package }}"
 PREFIX="{{ cookiecutter.__package | upper }}"
 PUBLIC_PORT="{{ cookiecutter.public_port }}"
 SERVICE_USER="{{ cookiecutter.service_user }}"
@@ -24,8 +25,10 @@ Installs $PROJECT from $PROJECT_DIR:
   3. /etc/$PROJECT/$PROJECT.env with a fresh random internal token, unless it
      exists (its token is then kept);
   4. the systemd units into /etc/systemd/system, enabled;
-  5. the nginx site into /etc/nginx/sites-available, enabled; Debian's
-     default site is disabled (it would answer other names on port 80).
+  5. the nginx site into /etc/nginx/sites-available, enabled, and the security
+     headers of its own error pages into /etc/nginx/snippets/, written by the
+     installed code from the list the app sends; Debian's default site is
+     disabled (it would answer other names on port 80).
 Where systemd runs (and without --root), it then (re)starts the services and
 waits until http://127.0.0.1:$PUBLIC_PORT/api/v1/ready answers.
 
@@ -217,6 +220,25 @@ else
     change ln -sfn "../sites-available/$SITE" "$link"
     SITE_CHANGED=1
 fi
+
+# The headers nginx adds to the errors it writes itself: the app's own list
+# (api/harden.py), printed by the code just installed, for each scheme.
+for scheme in https http; do
+    snippet="$NGINX_DIR/snippets/$PROJECT-headers-$scheme.conf"
+    if [[ ! -x $VENV/bin/python ]]; then
+        # Only a dry run gets here: the venv does not exist yet.
+        echo "would: write $snippet from the project's api/harden.py"
+        CHANGES=$((CHANGES + 1))
+        continue
+    fi
+    draft=$(mktemp)
+    "$VENV/bin/python" -m "$PACKAGE.api.nginx_headers" "$scheme" >"$draft" ||
+        die "$PACKAGE.api.nginx_headers $scheme failed; the nginx site would lack its headers"
+    if put_file "$draft" "$snippet" root root 0644; then
+        SITE_CHANGED=1
+    fi
+    rm -f "$draft"
+done
 
 # Debian's default site is the default server of port 80: it would answer
 # other host names with its welcome page and a Server header.

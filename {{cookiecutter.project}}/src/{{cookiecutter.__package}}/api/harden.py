@@ -159,6 +159,12 @@ def _with_headers(wsgi_app, variants):
     return app
 
 
+def json_headers(https):
+    """(name, value) of every header hardening adds to a JSON answer over https or http."""
+    variants, _ = _model_headers()
+    return list(variants[(True, https)])
+
+
 def constant_headers():
     """Every (name, value) pair this module adds: the same strings on every response,
     so gunicorn_api.py can have them checked once instead of on each response."""
