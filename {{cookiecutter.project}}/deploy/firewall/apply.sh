@@ -17,6 +17,7 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export LC_ALL=C
 
 readonly PROJECT='{{ cookiecutter.project }}'
+readonly BACKEND='{{ cookiecutter.firewall }}'
 SELF=$(readlink -f -- "${BASH_SOURCE[0]}")
 readonly SELF
 HERE=$(dirname -- "$SELF")
@@ -26,7 +27,7 @@ readonly MAX_SECONDS=86400
 
 # The chosen backend's functions and names; only its folder is generated.
 # shellcheck source-path=SCRIPTDIR source={{ cookiecutter.firewall }}/backend.sh
-source "$HERE/{{ cookiecutter.firewall }}/backend.sh"
+source "$HERE/$BACKEND/backend.sh"
 
 # ---------------------------------------------------------------- common
 
@@ -287,9 +288,10 @@ cancel_timer() {
 arm_timer() {
     local tries
     rm -f -- "$state_dir/timer.pid"
-    # A copy runs: editing or deleting the project meanwhile cannot break it.
+    # A copy runs, with its backend: editing or deleting the project meanwhile cannot break it.
     cp -- "$SELF" "$state_dir/apply.sh"
     chmod 0700 -- "$state_dir/apply.sh"
+    install -D -m 0600 -- "$HERE/$BACKEND/backend.sh" "$state_dir/$BACKEND/backend.sh"
     # Its own session (setsid) and immune to hangups (nohup): closing the ssh
     # session that started it does not stop it. It must not inherit the lock.
     setsid nohup bash "$state_dir/apply.sh" --state-dir "$state_dir" --timer "$seconds" "$1" \
