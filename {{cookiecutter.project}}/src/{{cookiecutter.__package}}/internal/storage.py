@@ -7,7 +7,6 @@ dicts keyed by column name. The schema is brought up to date at start-up by
 internal/migrations.py, before anything is served.
 """
 
-import contextlib
 import sqlite3
 import threading
 from pathlib import Path
@@ -26,6 +25,10 @@ class Database:
     def __init__(self, conn):
         self._conn = conn
 
+    def row(self, sql, params=()):
+        """The first row as a tuple, or None: for callers that know its columns."""
+        return self._conn.execute(sql, params).fetchone()
+
     def one(self, sql, params=()):
         """The first row as a dict, or None."""
         cursor = self._conn.execute(sql, params)
@@ -33,6 +36,10 @@ class Database:
         if row is None:
             return None
         return dict(zip([column[0] for column in cursor.description], row, strict=True))
+
+    def rows(self, sql, params=()):
+        """Every row, as tuples."""
+        return self._conn.execute(sql, params).fetchall()
 
     def all(self, sql, params=()):
         """Every row, as dicts."""
@@ -74,19 +81,37 @@ class Storage:
         with self._lock:
             self._db.close()
 
-    @contextlib.contextmanager
     def transaction(self, write):
-        """A Database for one operation. A writing one runs in BEGIN IMMEDIATE and is
-        committed, durably, when the block ends, or rolled back if it raises."""
-        with self._lock:
-            if not write:
-                # One connection, behind a lock: nothing else writes in between.
-                yield Database(self._db)
-                return
-            self._db.execute("BEGIN IMMEDIATE")
+        """A Database for one operation, as a context manager. A writing one runs in
+        BEGIN IMMEDIATE and is committed, durably, when the block ends, or rolled
+        back if it raises."""
+        return _Transaction(self._lock, self._db, write)
+
+
+class _Transaction:
+    """Storage.transaction's context manager: a class, as it runs on every call."""
+
+    __slots__ = ("_lock", "_conn", "_write")
+
+    def __init__(self, lock, conn, write):
+        self._lock = lock
+        self._conn = conn
+        self._write = write
+
+    def __enter__(self):
+        # One connection, behind a lock: nothing else writes in between a read's statements.
+        self._lock.acquire()
+        if self._write:
             try:
-                yield Database(self._db)
+                self._conn.execute("BEGIN IMMEDIATE")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._lock.release()
                 raise
-            self._db.execute("COMMIT")
+        return Database(self._conn)
+
+    def __exit__(self, kind, error, traceback):
+        try:
+            if self._write:
+                self._conn.execute("ROLLBACK" if kind else "COMMIT")
+        finally:
+            self._lock.release()

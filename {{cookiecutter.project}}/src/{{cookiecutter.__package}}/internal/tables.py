@@ -25,10 +25,11 @@ class Table:
         self.resource = resource
         self.name = name or resource.name
         self.fields = tuple(resource.fields)
+        self.columns = ("id", *self.fields, "created_at", "updated_at")
         self._booleans = [
             key for key, field in resource.fields.items() if isinstance(field, contract.Boolean)
         ]
-        columns = ", ".join(("id", *self.fields, "created_at", "updated_at"))
+        columns = ", ".join(self.columns)
         marks = ", ".join("?" for _ in self.fields)
         assignments = ", ".join(f"{key} = ?" for key in self.fields)
         self._insert = (
@@ -47,28 +48,30 @@ class Table:
         message = f"id: {self.resource.singular} {row_id} does not exist"
         return OperationError("not_found", message, "id")
 
-    def _row(self, row, row_id=None):
-        if row is None:
+    def _row(self, values, row_id=None):
+        """A row's tuple of values as the dict the contract answers with."""
+        if values is None:
             raise self.not_found(row_id)
+        row = dict(zip(self.columns, values, strict=True))
         for key in self._booleans:
             row[key] = bool(row[key])
         return row
 
     def insert(self, db, **values):
         stamp = now()
-        return self._row(db.one(self._insert, (*self._values(values), stamp, stamp)))
+        return self._row(db.row(self._insert, (*self._values(values), stamp, stamp)))
 
     def get(self, db, row_id):
-        return self._row(db.one(self._select, (row_id,)), row_id)
+        return self._row(db.row(self._select, (row_id,)), row_id)
 
     def page(self, db, limit, offset):
         """A page of rows, oldest first, with the total: {NAME: [...], total, limit, offset}."""
-        rows = [self._row(row) for row in db.all(self._page, (limit, offset))]
-        total = db.one(self._count)["total"]
+        rows = [self._row(row) for row in db.rows(self._page, (limit, offset))]
+        (total,) = db.row(self._count)
         return {self.resource.name: rows, "total": total, "limit": limit, "offset": offset}
 
     def update(self, db, row_id, **values):
-        return self._row(db.one(self._update, (*self._values(values), now(), row_id)), row_id)
+        return self._row(db.row(self._update, (*self._values(values), now(), row_id)), row_id)
 
     def delete(self, db, row_id):
         if not db.run(self._delete, (row_id,)):
