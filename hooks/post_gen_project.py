@@ -32,7 +32,7 @@ TOKEN_BYTES = 48  # token_urlsafe(48) gives 64 characters
 
 
 def write_env_file(project_dir):
-    """Create .env with a fresh token, mode 0600 from the start (no wider window)."""
+    """Create .env with fresh secrets, mode 0600 from the start (no wider window)."""
     path = project_dir / ENV_FILE
     if path.is_symlink() or (path.exists() and not path.is_file()):
         print(f"error: {ENV_FILE} exists and is not a regular file; remove it", file=sys.stderr)
@@ -46,6 +46,8 @@ def write_env_file(project_dir):
     text = (
         "# Local secrets for development. Never commit this file (.gitignore has it).\n"
         f"{prefix}_INTERNAL_TOKEN={secrets.token_urlsafe(TOKEN_BYTES)}\n"
+        "# The admin command's secret (tokens, audit). The API drops it when it starts.\n"
+        f"{prefix}_ADMIN_TOKEN={secrets.token_urlsafe(TOKEN_BYTES)}\n"
     )
     if TRUSTED_CLIENTS.strip():
         # Several hosts need mutual TLS; `honcho start` on one machine runs without it.

@@ -40,6 +40,7 @@ ANSWERS = {
     "service_user": json.loads({{ cookiecutter.service_user | tojson | tojson }}),
     "firewall": json.loads({{ cookiecutter.firewall | tojson | tojson }}),
     "trusted_clients": json.loads({{ cookiecutter.trusted_clients | tojson | tojson }}),
+    "anonymous_reads": json.loads({{ cookiecutter.anonymous_reads | tojson | tojson }}),
 }
 
 PROJECT_REGEX = r"[a-z][a-z0-9-]{1,30}[a-z0-9]"
@@ -54,7 +55,7 @@ MAX_TEXT = 500
 DEPENDENCY_IMPORT_NAMES = frozenset(
     """
     flask werkzeug jinja2 click itsdangerous markupsafe blinker
-    flask_talisman flask_openapi3 pydantic pydantic_core annotated_types
+    flask_talisman flask_openapi3 flask_httpauth pydantic pydantic_core annotated_types
     typing_extensions typing_inspection gunicorn dotenv psutil honcho
     pytest _pytest pluggy iniconfig py ruff urllib3 requests certifi idna
     charset_normalizer cookiecutter pytest_cookies binaryornot arrow slugify
@@ -212,8 +213,8 @@ def check_ports(answers):
     return problems
 
 
-def check_harden(value):
-    """harden picks a code path; a string like 'false' would be truthy there."""
+def check_boolean(value):
+    """A switch picks a code path; a string like 'false' would be truthy there."""
     if not isinstance(value, bool):
         return "must be a boolean: true or false (yes/no, 1/0 on the command line)"
     return None
@@ -289,10 +290,11 @@ def find_problems(answers):
         "author": check_text,
         "email": check_email,
         "domain": check_domain,
-        "harden": check_harden,
+        "harden": check_boolean,
         "service_user": check_service_user,
         "firewall": check_firewall,
         "trusted_clients": check_trusted_clients,
+        "anonymous_reads": check_boolean,
     }
     for name, check in simple_checks.items():
         if "project" in problems and name in derived and answers[name] == derived[name]:

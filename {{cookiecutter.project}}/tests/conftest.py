@@ -12,7 +12,7 @@ import pytest
 from {{ cookiecutter.__package }} import config
 from {{ cookiecutter.__package }}.api import create_app
 
-from .support import PREFIX, TOKEN, ThreadedService, make_pki
+from .support import ADMIN, PREFIX, TOKEN, ThreadedService, make_pki
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +22,9 @@ def environment(monkeypatch, tmp_path):
         if key.startswith(PREFIX + "_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv(f"{PREFIX}_INTERNAL_TOKEN", TOKEN)
+    monkeypatch.setenv(f"{PREFIX}_ADMIN_TOKEN", ADMIN)
+    # Every token is checked, whatever this project's default.
+    monkeypatch.setenv(f"{PREFIX}_ANONYMOUS_READS", "false")
     monkeypatch.setenv(f"{PREFIX}_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv(f"{PREFIX}_INTERNAL_READ_TIMEOUT", "1.0")
     # One host, whatever this project's default: several hosts need TLS (test_tls.py).
@@ -49,7 +52,22 @@ def app(internal_service):
 
 
 @pytest.fixture
-def client(app):
+def token(internal_service):
+    """An API token with every scope, for the service of the test."""
+    return internal_service.token()
+
+
+@pytest.fixture
+def client(app, token):
+    """The API's test client, every request sent with a valid bearer token."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return client
+
+
+@pytest.fixture
+def anonymous(app):
+    """The API's test client without any token."""
     return app.test_client()
 
 

@@ -9,14 +9,19 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from {{ cookiecutter.__package }} import config, tls
+from {{ cookiecutter.__package }} import config, contract, tls
 from {{ cookiecutter.__package }}.internal import migrations, operations
+from {{ cookiecutter.__package }}.internal.runner import Runner
 from {{ cookiecutter.__package }}.internal.server import InternalServer
 from {{ cookiecutter.__package }}.internal.storage import Storage
+from {{ cookiecutter.__package }}.internal_client import InternalClient
 
 PREFIX = config.PREFIX
+# The shared INTERNAL_TOKEN and the ADMIN_TOKEN of every test's settings.
 TOKEN = secrets.token_urlsafe(32)
+ADMIN = secrets.token_urlsafe(32)
 PACKAGE = "{{ cookiecutter.__package }}"
+ALL_SCOPES = sorted(contract.scopes())
 
 
 def free_port():
@@ -53,6 +58,30 @@ def open_storage(state_dir):
     return Storage(state_dir, migrations.collect(operations.load_units()))
 
 
+def mint(storage, settings, scopes=None, days=30, name="test"):
+    """A fresh API token, made straight in the store, as tokens.create makes it."""
+    args = {"name": name, "scopes": list(scopes or ALL_SCOPES), "expires_days": days}
+    return Runner(storage, settings=settings).run("tokens.create", args, role="admin")["token"]
+
+
+def mint_over_the_wire(address, scopes=None, days=30):
+    """A fresh API token, asked of a running service with the admin secret."""
+    admin = InternalClient(address, ADMIN)
+    try:
+        args = {"name": "test", "scopes": list(scopes or ALL_SCOPES), "expires_days": days}
+        return admin.call(contract.tokens.create, args)["token"]
+    finally:
+        admin.close()
+
+
+def client_for(address, token=TOKEN, api_token=None, **options):
+    """An InternalClient whose facade calls carry API_TOKEN."""
+    client = InternalClient(address, token, **options)
+    if api_token:
+        client.caller = {"token": api_token}
+    return client
+
+
 def rows(storage, table="items"):
     """How many rows TABLE holds, read straight from the store."""
     with storage.transaction(write=False) as db:
@@ -63,6 +92,7 @@ class ThreadedService:
     """The real internal server, serving from a thread of the test process."""
 
     def __init__(self, settings, port=0):
+        self.settings = settings
         self.storage = open_storage(settings["STATE_DIR"])
         context = tls.server_context(settings)
         self.server = InternalServer("127.0.0.1", port, self.storage, settings, context)
@@ -72,6 +102,10 @@ class ThreadedService:
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         self.thread.start()
+
+    def token(self, scopes=None, **options):
+        """A fresh API token for this service (every scope unless told)."""
+        return mint(self.storage, self.settings, scopes, **options)
 
     def stop(self):
         self.server.shutdown()

@@ -172,12 +172,18 @@ def silent_server():
     return listener, accepted
 
 
+def bearer(token=None):
+    """An Authorization header; a well-formed token unless told (the API checks no more)."""
+    return {"Authorization": f"Bearer {token or contract.new_token()}"}
+
+
 def test_a_hung_internal_service_gets_504():
     listener, accepted = silent_server()
     try:
         port = listener.getsockname()[1]
         app = create_app({"INTERNAL_ADDRESS": f"127.0.0.1:{port}", "INTERNAL_TIMEOUT": 0.3})
-        error = assert_json_error(app.test_client().get("/api/v1/items/1"), 504)
+        response = app.test_client().get("/api/v1/items/1", headers=bearer())
+        error = assert_json_error(response, 504)
         assert error["code"] == "internal_timeout"
     finally:
         listener.close()
@@ -187,7 +193,7 @@ def test_a_hung_internal_service_gets_504():
 
 def test_an_internal_service_with_another_token_gets_502(internal_service):
     app = create_app({"INTERNAL_ADDRESS": internal_service.address, "INTERNAL_TOKEN": "x" * 40})
-    assert_json_error(app.test_client().get("/api/v1/items/1"), 502)
+    assert_json_error(app.test_client().get("/api/v1/items/1", headers=bearer()), 502)
 
 
 def test_openapi_document_is_generated_from_the_code(client):

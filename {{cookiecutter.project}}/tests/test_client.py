@@ -5,13 +5,13 @@ import os
 from {{ cookiecutter.__package }} import contract
 from {{ cookiecutter.__package }}.internal_client import InternalClient
 
-from .support import TOKEN, ThreadedService
+from .support import TOKEN, ThreadedService, client_for
 
 
 def test_the_longest_page_of_items_reaches_the_client(internal_service):
     # 100 items of the longest title and body, every character 4 bytes of UTF-8:
     # an answer of about 4 MB, past the 1 MiB that any request may take.
-    client = InternalClient(internal_service.address, TOKEN)
+    client = client_for(internal_service.address, api_token=internal_service.token())
     try:
         fields = contract.items.fields
         title = "\U0001f512" * fields["title"].max_length
@@ -51,7 +51,7 @@ def test_a_forked_child_opens_a_connection_of_its_own(internal_service):
 
 def test_client_keeps_one_connection_and_reconnects_after_a_restart(settings, tmp_path):
     service = ThreadedService(settings)
-    client = InternalClient(service.address, TOKEN)
+    client = client_for(service.address, api_token=service.token())
     try:
         item = client.items.create(title="kept")
         first = client._local.conn.sock

@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .support import PREFIX, TOKEN, free_port, refusal, socket_activated, wait_for_port
+from .support import ADMIN, PREFIX, TOKEN, free_port, refusal, socket_activated, wait_for_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,12 +28,14 @@ def listening_addresses(pid):
     return found
 
 
-def request(method, url, payload=None):
+def request(method, url, payload=None, token=None):
     assert url.startswith("http://127.0.0.1:")
     data = json.dumps(payload).encode() if payload is not None else None
     req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - checked above
     if data is not None:
         req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310
         return response.status, json.loads(response.read())
 
@@ -42,7 +45,8 @@ def honcho(spawn, tmp_path):
     """`honcho start` as a developer runs it, with the ports and token in its env file."""
     ports = {"PUBLIC_PORT": free_port(), "INTERNAL_PORT": free_port()}
     env_file = tmp_path / "test.env"
-    settings = {**ports, "INTERNAL_TOKEN": TOKEN, "STATE_DIR": tmp_path / "state"}
+    settings = {**ports, "INTERNAL_TOKEN": TOKEN, "ADMIN_TOKEN": ADMIN}
+    settings["STATE_DIR"] = tmp_path / "state"
     env_file.write_text("".join(f"{PREFIX}_{key}={value}\n" for key, value in settings.items()))
     bin_dir = os.path.dirname(sys.executable)
     process = spawn(
@@ -55,6 +59,13 @@ def honcho(spawn, tmp_path):
     return ports, process
 
 
+def admin_command(ports, *args):
+    """The admin command, as a developer runs it beside `honcho start`."""
+    env = {**os.environ, f"{PREFIX}_INTERNAL_PORT": str(ports["INTERNAL_PORT"])}
+    command = [sys.executable, "-m", "{{ cookiecutter.__package }}.admin", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+
 def test_both_servers_listen_on_loopback_only_and_serve(honcho):
     ports, process = honcho
     assert listening_addresses(process.pid) == {
@@ -63,9 +74,13 @@ def test_both_servers_listen_on_loopback_only_and_serve(honcho):
     }
     base = f"http://127.0.0.1:{ports['PUBLIC_PORT']}/api/v1"
     assert request("GET", f"{base}/ready") == (200, {"status": "ready"})
-    status, item = request("POST", f"{base}/items", {"title": "end to end"})
+    made = admin_command(ports, "tokens", "create", "--name", "e2e", "--scope", "items:write",
+                         "--scope", "items:read")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.splitlines()[-1]
+    status, item = request("POST", f"{base}/items", {"title": "end to end"}, token)
     assert status == 201
-    assert request("GET", f"{base}/items/{item['id']}") == (200, item)
+    assert request("GET", f"{base}/items/{item['id']}", token=token) == (200, item)
 
 
 def test_ctrl_c_stops_both_servers(honcho):

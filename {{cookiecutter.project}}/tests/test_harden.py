@@ -204,6 +204,7 @@ def test_client_address_comes_from_the_last_trusted_hop(peer_app, remote, forwar
 def test_harden_switch_leaves_the_answers_themselves_alone(internal_service, harden):
     app = create_app({"INTERNAL_ADDRESS": internal_service.address, "HARDEN": harden})
     client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {internal_service.token()}"
     created = client.post("/api/v1/items", json={"title": "same either way"})
     assert created.status_code == 201
     assert client.get(created.headers["Location"]).get_json()["title"] == "same either way"

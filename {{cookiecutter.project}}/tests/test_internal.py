@@ -4,9 +4,15 @@ import signal
 
 import pytest
 
-from {{ cookiecutter.__package }}.internal_client import InternalClient
-
-from .support import PREFIX, TOKEN, free_port, refusal, start_internal, wait_for_port
+from .support import (
+    PREFIX,
+    client_for,
+    free_port,
+    mint_over_the_wire,
+    refusal,
+    start_internal,
+    wait_for_port,
+)
 
 
 @pytest.mark.parametrize("bind", ["0.0.0.0", "::", "[::]", "", "*", "0"])
@@ -39,7 +45,8 @@ def test_an_acknowledged_write_survives_a_crash(spawn):
     port = free_port()
     process = start_internal(spawn, INTERNAL_PORT=port)
     wait_for_port(port, process=process)
-    client = InternalClient(f"127.0.0.1:{port}", TOKEN)
+    address = f"127.0.0.1:{port}"
+    client = client_for(address, api_token=mint_over_the_wire(address))
     item = client.items.create(title="durable", body="x" * 1000)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)

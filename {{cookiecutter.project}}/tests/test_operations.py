@@ -4,7 +4,8 @@ import pytest
 
 from {{ cookiecutter.__package }} import contract
 from {{ cookiecutter.__package }}.internal import operations
-from {{ cookiecutter.__package }}.internal.operations import OperationError
+from {{ cookiecutter.__package }}.internal.operations import Implementation, OperationError
+from {{ cookiecutter.__package }}.internal.runner import Runner
 
 from .support import open_storage
 
@@ -17,14 +18,15 @@ def storage(tmp_path):
 
 
 def run(storage, name, **args):
-    return operations.run(storage, name, args)
+    """In process and without a gate: the operation itself, as the service runs it."""
+    return Runner(storage).run(name, args)
 
 
 def test_every_operation_of_the_contract_has_its_function():
     operations.load_units()
     assert set(operations.IMPLEMENTATIONS) == set(contract.OPERATIONS)
-    for name, (operation, _) in operations.IMPLEMENTATIONS.items():
-        assert contract.OPERATIONS[name] is operation
+    for name, implementation in operations.IMPLEMENTATIONS.items():
+        assert contract.OPERATIONS[name] is implementation.operation
 
 
 def test_only_reads_and_replacements_are_marked_safe_to_retry():
@@ -75,9 +77,8 @@ def test_a_write_that_fails_midway_leaves_nothing(storage, monkeypatch):
         )
         raise RuntimeError("after the insert")
 
-    monkeypatch.setitem(
-        operations.IMPLEMENTATIONS, "items.create", (contract.items.create, create_then_fail)
-    )
+    failing = Implementation(contract.items.create, create_then_fail)
+    monkeypatch.setitem(operations.IMPLEMENTATIONS, "items.create", failing)
     with pytest.raises(RuntimeError):
         run(storage, "items.create", title="never")
     monkeypatch.undo()

@@ -36,7 +36,8 @@ def assert_refused_and_closed(messages, code):
 
 def test_request_id_is_echoed_and_results_are_structured(internal_service):
     messages = authenticated(internal_service)
-    messages.send({"id": "abc", "op": "items.create", "args": {"title": "t"}})
+    caller = {"token": internal_service.token()}
+    messages.send({"id": "abc", "op": "items.create", "args": {"title": "t"}, "caller": caller})
     reply = messages.receive()
     assert reply["id"] == "abc" and reply["ok"] is True and reply["result"]["title"] == "t"
     messages.send({"id": 7, "op": "no.such", "args": {}})
@@ -52,9 +53,8 @@ def test_failing_operation_returns_an_error_value_not_a_traceback(internal_servi
     def explode(db):
         raise RuntimeError("secret detail")
 
-    monkeypatch.setitem(
-        operations.IMPLEMENTATIONS, "service.ping", (contract.service.ping, explode)
-    )
+    failing = operations.Implementation(contract.service.ping, explode)
+    monkeypatch.setitem(operations.IMPLEMENTATIONS, "service.ping", failing)
     messages = authenticated(internal_service)
     messages.send({"id": 1, "op": "service.ping", "args": {}})
     reply = messages.receive()
@@ -113,9 +113,10 @@ def test_the_size_limit_is_exact(settings, limit, over):
         if over:
             assert_refused_and_closed(messages, "message_too_large")
         else:
-            # Read whole and run: created, or refused by the operation for a title too long.
+            # Read whole and answered: the message was not too large (this one has no
+            # caller, so the answer is that it needs a token).
             reply = messages.receive()
-            assert reply["id"] == 1 and (reply["ok"] or reply["error"]["code"] == "invalid")
+            assert reply["id"] == 1 and reply["error"]["code"] == "unauthorized"
             messages.sock.close()
     finally:
         service.stop()

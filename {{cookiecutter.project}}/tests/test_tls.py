@@ -20,6 +20,7 @@ from {{ cookiecutter.__package }}.internal_client import InternalClient, Interna
 from {{ cookiecutter.__package }}.protocol import MessageSocket
 
 from .support import (
+    ADMIN,
     PREFIX,
     TOKEN,
     ThreadedService,
@@ -54,9 +55,23 @@ def tls_service(monkeypatch, files):
     service.stop()
 
 
-def tls_client(address, directory, name="client-api1", ca_directory=None):
+def tls_client(address, directory, name="client-api1", ca_directory=None, api_token=None):
+    """A client with DIRECTORY/NAME's certificate; its facade calls carry API_TOKEN."""
     context = tls.client_context(tls_files(directory, name, ca_directory))
-    return InternalClient(address, TOKEN, tls_context=context)
+    client = InternalClient(address, TOKEN, tls_context=context)
+    client.caller = {"token": api_token} if api_token else None
+    return client
+
+
+def tls_mint(address, directory):
+    """An API token from a running service over TLS, asked with the admin secret."""
+    context = tls.client_context(tls_files(directory, "client-api1"))
+    admin = InternalClient(address, ADMIN, tls_context=context)
+    try:
+        args = {"name": "tls", "scopes": ["items:read", "items:write"], "expires_days": 1}
+        return admin.call(contract.tokens.create, args)["token"]
+    finally:
+        admin.close()
 
 
 def raw_tls(port, ca, cert=None, key=None):
@@ -104,7 +119,7 @@ def test_tls_is_off_by_default():
 
 
 def test_the_client_round_trips_over_tls_1_3(tls_service, files):
-    client = tls_client(tls_service.address, files.ours)
+    client = tls_client(tls_service.address, files.ours, api_token=tls_service.token())
     try:
         item = client.items.create(title="over tls")
         assert client.items.get(item["id"]) == item
@@ -273,8 +288,9 @@ def test_a_stalled_handshake_neither_blocks_others_nor_stays(
         if sent != "nothing":
             hello = client_hello()
             stalled.sendall(hello[: len(hello) // 2])
+        api_token = tls_service.token()
         started = time.monotonic()
-        client = tls_client(tls_service.address, files.ours)
+        client = tls_client(tls_service.address, files.ours, api_token=api_token)
         try:
             assert client.items.list()["total"] == 0
         finally:
@@ -298,7 +314,7 @@ def test_a_kept_tls_connection_is_reused_and_replaced_after_a_restart(monkeypatc
     several_hosts_with_tls(monkeypatch, files.ours)
     settings = config.load()
     service = ThreadedService(settings)
-    client = tls_client(service.address, files.ours)
+    client = tls_client(service.address, files.ours, api_token=service.token())
     try:
         # items.create is not retried, so the liveness probe runs before each one.
         client.items.create(title="one")
@@ -369,7 +385,8 @@ def test_the_real_service_serves_over_tls(spawn, monkeypatch, files, activation)
     else:
         process, port = socket_activated(spawn, "127.0.0.1")
     wait_for_port(port, process=process)
-    client = tls_client(f"127.0.0.1:{port}", files.ours)
+    api_token = tls_mint(f"127.0.0.1:{port}", files.ours)
+    client = tls_client(f"127.0.0.1:{port}", files.ours, api_token=api_token)
     try:
         item = client.items.create(title=activation)
         assert client.items.get(item["id"]) == item
@@ -389,6 +406,7 @@ def test_the_api_works_end_to_end_over_tls(tls_service, files):
     )
     try:
         client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {tls_service.token()}"
         ready = client.get("/api/v1/ready")
         assert (ready.status_code, ready.get_json()) == (200, {"status": "ready"})
         created = client.post("/api/v1/items", json={"title": "through the API"})

@@ -34,6 +34,19 @@ DEFAULTS = {
     "INTERNAL_ADDRESS": "",
     # Shared secret sent in the first message of every connection; at least 32 characters.
     "INTERNAL_TOKEN": "",
+    # The second secret: a connection that shows it may run the admin operations
+    # (tokens, audit). The internal service and the admin command have it; the
+    # API never does (it drops it at start). Empty: no admin connection at all.
+    "ADMIN_TOKEN": "",
+    # GET on the resources without a token; writes always need one.
+    "ANONYMOUS_READS": {{ "True" if cookiecutter.anonymous_reads is sameas true else "False" }},
+    # Brute force: past AUTH_FAILURES failed authentications from one address
+    # within AUTH_WINDOW seconds, that address gets 429 for the rest of the window.
+    "AUTH_FAILURES": 20,
+    "AUTH_WINDOW": 60.0,
+    # Days a new API token lasts unless the admin command is told otherwise, and the most allowed.
+    "TOKEN_DAYS": 90,
+    "TOKEN_MAX_DAYS": 365,
     # Client side: seconds to connect, and to wait for an answer.
     "INTERNAL_CONNECT_TIMEOUT": 1.0,
     "INTERNAL_TIMEOUT": 5.0,

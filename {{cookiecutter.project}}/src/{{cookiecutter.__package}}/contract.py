@@ -6,8 +6,14 @@ bytes on the wire, and nothing of each other (tests/test_boundaries.py reads
 the imports). Each unit of operations is declared here once:
 
 * a Resource is a table of rows with its fields, and gets the five CRUD
-  operations NAME.create, .get, .list, .update and .delete;
-* a Unit holds operations of its own, such as service.ping.
+  operations NAME.create, .get, .list, .update and .delete, which need the
+  scopes NAME:read (get, list) and NAME:write (the rest);
+* a Unit holds operations of its own, such as service.ping; an admin unit
+  (tokens, audit) serves the admin command alone, never the API.
+
+A caller proves who it is with an API token (new_token, well_formed): the
+API passes the token it was shown with each call, and the internal service
+checks it and the operation's scope in the same round trip.
 
 The internal service checks every call's arguments against these fields
 before it runs the operation (internal/operations.py); the API builds its
@@ -17,6 +23,10 @@ api/NAME.py and internal/NAME.py. README.md, "Adding a resource", shows the
 steps.
 """
 
+import re
+import secrets
+import string
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +100,25 @@ class Boolean:
         raise ContractError("invalid", f"{name}: must be true or false", name)
 
 
+@dataclass(frozen=True)
+class Scopes:
+    """A list of scopes, each one that some operation of the contract needs."""
+
+    default: Any = REQUIRED
+    longest = 1024
+
+    def check(self, name, value):
+        known = scopes()
+        if (
+            isinstance(value, list)
+            and value
+            and all(isinstance(scope, str) and scope in known for scope in value)
+        ):
+            return sorted(set(value))
+        allowed = ", ".join(sorted(known))
+        raise ContractError("invalid", f"{name}: must be a list of one or more of {allowed}", name)
+
+
 # Every operation by name, as the wire names it.
 OPERATIONS = {}
 # Every unit, in the order declared: both sides load their modules in this order.
@@ -102,9 +131,20 @@ class Operation:
     idempotent: running it twice leaves the same state as once, so the client
     may send it again on a new connection when the old one broke.
     reply: the most bytes its answer may take on the wire.
+    scope: what the caller's token must allow; admin: for the admin command only.
     """
 
-    def __init__(self, name, args=None, *, writes=False, idempotent=False, reply=1024):
+    def __init__(
+        self,
+        name,
+        args=None,
+        *,
+        writes=False,
+        idempotent=False,
+        reply=1024,
+        scope=None,
+        admin=False,
+    ):
         if name in OPERATIONS:
             raise ValueError(f"operation {name!r} is declared twice")
         self.name = name
@@ -112,6 +152,10 @@ class Operation:
         self.writes = writes
         self.idempotent = idempotent
         self.reply = reply
+        # The scope a caller's token must hold; None: anyone (service.ping).
+        self.scope = scope
+        # Only a connection made with the admin secret may run it.
+        self.admin = admin
         self._required = frozenset(
             key for key, field in self.args.items() if field.default is REQUIRED
         )
@@ -138,16 +182,21 @@ class Operation:
 
 
 class Unit:
-    """Operations that belong together, NAME.verb on the wire."""
+    """Operations that belong together, NAME.verb on the wire.
 
-    def __init__(self, name):
+    admin: every operation needs the admin secret, and the unit has no module
+    in the API (admin.py, the admin command, calls it).
+    """
+
+    def __init__(self, name, admin=False):
         if any(unit.name == name for unit in UNITS):
             raise ValueError(f"unit {name!r} is declared twice")
         self.name = name
+        self.admin = admin
         UNITS.append(self)
 
     def operation(self, verb, args=None, **flags):
-        return Operation(f"{self.name}.{verb}", args, **flags)
+        return Operation(f"{self.name}.{verb}", args, admin=self.admin, **flags)
 
 
 ID = Integer(1)
@@ -165,18 +214,61 @@ class Resource(Unit):
         self.singular = singular
         self.fields = fields
         row = ROW_OVERHEAD + sum(field.longest for field in fields.values())
-        self.create = self.operation("create", fields, writes=True, reply=row)
-        self.get = self.operation("get", {"id": ID}, idempotent=True, reply=row)
-        self.list = self.operation("list", PAGE, idempotent=True, reply=PAGE_MAX * row + 64)
-        self.update = self.operation(
-            "update", {"id": ID, **fields}, writes=True, idempotent=True, reply=row
-        )
-        self.delete = self.operation("delete", {"id": ID}, writes=True)
+        read = {"scope": f"{name}:read", "idempotent": True}
+        write = {"scope": f"{name}:write", "writes": True}
+        self.create = self.operation("create", fields, reply=row, **write)
+        self.get = self.operation("get", {"id": ID}, reply=row, **read)
+        self.list = self.operation("list", PAGE, reply=PAGE_MAX * row + 64, **read)
+        update = {"id": ID, **fields}
+        self.update = self.operation("update", update, reply=row, idempotent=True, **write)
+        self.delete = self.operation("delete", {"id": ID}, **write)
 
 
 def longest_reply():
     """The most bytes any answer may take: the client reads answers up to this."""
     return max(operation.reply for operation in OPERATIONS.values())
+
+
+def scopes():
+    """Every scope some operation needs: what a token may be given."""
+    return frozenset(op.scope for op in OPERATIONS.values() if op.scope is not None)
+
+
+# --- API tokens ------------------------------------------------------------------
+# "{{ cookiecutter.__package }}_", 43 random base62 characters (256 bits), then a
+# 6-character base62 CRC32 of what precedes it, as GitHub's tokens are made: a
+# mistyped token is refused without a lookup, and secret scanners can match the
+# pattern (README.md, "Authentication", gives it as a gitleaks rule).
+TOKEN_PREFIX = "{{ cookiecutter.__package }}_"  # noqa: S105 - a prefix, not a secret
+_BASE62 = string.digits + string.ascii_letters
+_RANDOM_LENGTH = 43
+_CHECK_LENGTH = 6
+TOKEN_LENGTH = len(TOKEN_PREFIX) + _RANDOM_LENGTH + _CHECK_LENGTH
+TOKEN_PATTERN = re.compile(re.escape(TOKEN_PREFIX) + "[0-9A-Za-z]+")
+
+
+def _checksum(text):
+    number = zlib.crc32(text.encode("ascii"))
+    digits = []
+    for _ in range(_CHECK_LENGTH):
+        number, digit = divmod(number, 62)
+        digits.append(_BASE62[digit])
+    return "".join(reversed(digits))
+
+
+def new_token():
+    """A fresh API token. Only its SHA-256 is ever stored."""
+    body = TOKEN_PREFIX + "".join(secrets.choice(_BASE62) for _ in range(_RANDOM_LENGTH))
+    return body + _checksum(body)
+
+
+def well_formed(token):
+    """Whether TOKEN could be one of ours: the pattern and its checksum. No lookup."""
+    if not isinstance(token, str) or len(token) != TOKEN_LENGTH:
+        return False
+    if not TOKEN_PATTERN.fullmatch(token):
+        return False
+    return _checksum(token[:-_CHECK_LENGTH]) == token[-_CHECK_LENGTH:]
 
 
 class Service(Unit):
@@ -188,7 +280,31 @@ class Service(Unit):
         self.ping = self.operation("ping", idempotent=True)
 
 
+class Tokens(Unit):
+    """The API tokens: made, listed and revoked by the admin command."""
+
+    def __init__(self):
+        super().__init__("tokens", admin=True)
+        token = {"name": Text(1, 100), "scopes": Scopes(), "expires_days": Integer(1, 36500)}
+        # The answer holds the token itself: the one time it is ever shown.
+        self.create = self.operation("create", token, writes=True)
+        newest = {"limit": Integer(1, 1000, default=1000)}
+        self.list = self.operation("list", newest, reply=1000 * 1024)
+        self.revoke = self.operation("revoke", {"id": ID}, writes=True, idempotent=True)
+
+
+class Audit(Unit):
+    """The audit trail: one row per write and per admin action, never edited."""
+
+    def __init__(self):
+        super().__init__("audit", admin=True)
+        query = {"since": Text(0, 40, default=""), "limit": Integer(1, 1000, default=100)}
+        self.list = self.operation("list", query, reply=1000 * 1024)
+
+
 service = Service()
+tokens = Tokens()
+audit = Audit()
 
 items = Resource(
     "items",

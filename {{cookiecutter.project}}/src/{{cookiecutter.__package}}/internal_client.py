@@ -8,7 +8,9 @@ the token is sent.
 Calls name their operation by its contract object, not by a string:
 client.items.get(3) (a ResourceCalls) runs contract.items.get, which
 internal/items.py implements; client.call(contract.service.ping) does the same
-for an operation outside a resource.
+for an operation outside a resource. A call may carry its caller: the API
+token it was shown, the client's address and the request id, which the
+internal service checks and records.
 """
 
 import functools
@@ -33,11 +35,13 @@ class InternalError(Exception):
     status = 502
     code = "bad_gateway"
 
-    def __init__(self, message, code=None, field=None):
+    def __init__(self, message, code=None, field=None, details=None):
         super().__init__(message)
         self.message = message
         self.code = code or self.code
         self.field = field
+        # What a refusal adds: retry_after (rate_limited), scope (insufficient_scope).
+        self.details = details or {}
 
 
 class InternalUnavailable(InternalError):
@@ -81,10 +85,13 @@ class InternalClient:
         # A forked child (a gunicorn worker) must not share its parent's connections.
         # A weak reference, so that the hook does not keep every client alive.
         os.register_at_fork(after_in_child=functools.partial(_forget_in_child, weakref.ref(self)))
+        # Who the facade's calls come from (tests, scripts): {"token": ...}, or None.
+        self.caller = None
         # The typed facade: client.items.get(3), one attribute per resource of the contract.
         for unit in contract.UNITS:
             if isinstance(unit, contract.Resource):
-                setattr(self, unit.name, ResourceCalls(unit, functools.partial(_same, self)))
+                calls = ResourceCalls(unit, lambda: self, lambda: self.caller)
+                setattr(self, unit.name, calls)
 
     @classmethod
     def from_settings(cls, settings, tls_context=None):
@@ -101,13 +108,17 @@ class InternalClient:
             tls_context,
         )
 
-    def call(self, operation, **args):
-        """Run OPERATION (a contract.Operation) and return its result, or raise an InternalError."""
+    def call(self, operation, args=None, caller=None):
+        """Run OPERATION (a contract.Operation) with ARGS (a dict) for CALLER (a dict:
+        token, address, request), and return its result, or raise an InternalError."""
         retryable = operation.idempotent
+        message = {"op": operation.name, "args": args or {}}
+        if caller:
+            message["caller"] = caller
         while True:
             conn, fresh = self._connection(probe=not retryable)
             try:
-                return self._round_trip(conn, operation.name, args)
+                return self._round_trip(conn, message)
             except (ConnectionError, ProtocolError, ssl.SSLError) as exc:
                 self.close()
                 # A pooled connection that broke is retried once on a new one, if safe.
@@ -127,15 +138,16 @@ class InternalClient:
         """In a new child: start without connections (the parent's stay the parent's)."""
         self._local = threading.local()
 
-    def _round_trip(self, conn, op, args):
-        request_id = next(self._ids)
+    def _round_trip(self, conn, message):
+        request_id = message["id"] = next(self._ids)
         try:
-            conn.send({"id": request_id, "op": op, "args": args})
+            conn.send(message)
             reply = conn.receive()
         except TimeoutError:
             # A late answer would be read as the reply to the next request.
             self.close()
-            raise InternalTimeout(f"the internal service did not answer {op} in time") from None
+            name = message["op"]
+            raise InternalTimeout(f"the internal service did not answer {name} in time") from None
         if reply is None:
             raise ConnectionResetError("closed by the internal service")
         if reply.get("id") != request_id:
@@ -147,6 +159,7 @@ class InternalClient:
             str(error.get("message", "internal service error")),
             code=str(error.get("code", "internal")),
             field=error.get("field"),
+            details={key: error[key] for key in ("retry_after", "scope") if key in error},
         )
 
     def _connection(self, probe):
@@ -271,32 +284,37 @@ class InternalClient:
             raise InternalError("the internal service refused our token", code="internal_auth")
 
 
-def _same(client):
-    return client
-
-
 class ResourceCalls:
     """The typed calls of one contract.Resource: create, get, list, update, delete.
 
-    CLIENT is a function that returns the InternalClient to call through: the
-    API gives one that finds its app's client (api/resource.py).
+    CLIENT is a function that returns the InternalClient to call through, and
+    CALLER one that returns who is calling (or None): the API gives ones that
+    find its app's client and the request's token (api/resource.py).
     """
 
-    def __init__(self, resource, client):
+    def __init__(self, resource, client, caller=None):
         self.resource = resource
         self._client = client
+        self._caller = caller or _nobody
+
+    def _call(self, operation, args):
+        return self._client().call(operation, args, self._caller())
 
     def create(self, **fields):
-        return self._client().call(self.resource.create, **fields)
+        return self._call(self.resource.create, fields)
 
     def get(self, id):
-        return self._client().call(self.resource.get, id=id)
+        return self._call(self.resource.get, {"id": id})
 
     def list(self, limit=20, offset=0):
-        return self._client().call(self.resource.list, limit=limit, offset=offset)
+        return self._call(self.resource.list, {"limit": limit, "offset": offset})
 
     def update(self, id, **fields):
-        return self._client().call(self.resource.update, id=id, **fields)
+        return self._call(self.resource.update, {"id": id, **fields})
 
     def delete(self, id):
-        return self._client().call(self.resource.delete, id=id)
+        return self._call(self.resource.delete, {"id": id})
+
+
+def _nobody():
+    return None

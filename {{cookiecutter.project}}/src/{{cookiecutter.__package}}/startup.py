@@ -2,7 +2,8 @@
 gunicorn settings each get their settings from here, so every rule and the
 one-line refusal are written once:
 
-* the shared token is set and long enough, on both sides;
+* the shared token is set and long enough, on both sides; the admin secret,
+  if set, too, and unlike it; the API drops the admin secret at once;
 * several hosts (TRUSTED_CLIENTS set) only over mutual TLS, on both sides;
 * the TLS files are read and checked once, into the context that is then used;
 * listen addresses pass the bind check (bindcheck.py).
@@ -12,6 +13,7 @@ A bad value ends the process with one line on stderr, naming the variable:
 """
 
 import contextlib
+import os
 
 from . import config, tls
 from .bindcheck import BindError, check_bind
@@ -26,12 +28,24 @@ def one_line(program):
         raise SystemExit(f"{config.PREFIX.lower()}-{program}: {exc}") from None
 
 
-def _token(settings):
-    token = settings["INTERNAL_TOKEN"]
+def _token(settings, key="INTERNAL_TOKEN"):
+    token = settings[key]
     if len(token) < 32:
         what = "is missing" if not token else f"is too short ({len(token)} characters)"
         raise config.SettingsError(
-            f"{config.PREFIX}_INTERNAL_TOKEN {what}: set a random value of at least 32 characters"
+            f"{config.PREFIX}_{key} {what}: set a random value of at least 32 characters"
+        )
+
+
+def _admin_token(settings):
+    """Optional; when set, as strong as the other and not the same."""
+    if not settings["ADMIN_TOKEN"]:
+        return
+    _token(settings, "ADMIN_TOKEN")
+    if settings["ADMIN_TOKEN"] == settings["INTERNAL_TOKEN"]:
+        raise config.SettingsError(
+            f"{config.PREFIX}_ADMIN_TOKEN is the same as {config.PREFIX}_INTERNAL_TOKEN:"
+            " the API would hold the admin secret; set another random value"
         )
 
 
@@ -53,10 +67,22 @@ def api(overrides=None):
 
     OVERRIDES (tests only) replace settings after the environment is read.
     """
+    # The API never holds the admin secret, even where both read one .env file.
+    os.environ.pop(f"{config.PREFIX}_ADMIN_TOKEN", None)
     with one_line("api"):
         settings = config.load()
         settings.update(overrides or {})
+        settings["ADMIN_TOKEN"] = ""
         _token(settings)
+        return settings, _tls(settings, tls.client_context)
+
+
+def admin():
+    """The admin command's settings and client TLS context: it needs the admin secret."""
+    with one_line("admin"):
+        settings = config.load()
+        _token(settings)
+        _token(settings, "ADMIN_TOKEN")
         return settings, _tls(settings, tls.client_context)
 
 
@@ -76,6 +102,7 @@ def internal(sock=None):
     with one_line("internal"):
         settings = config.load()
         _token(settings)
+        _admin_token(settings)
         several = config.several_hosts(settings)
         if sock is not None:
             host, port = sock.getsockname()[:2]

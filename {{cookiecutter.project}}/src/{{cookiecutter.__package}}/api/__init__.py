@@ -10,7 +10,16 @@ from flask_openapi3 import Info, OpenAPI
 
 from .. import __version__, contract, startup
 from ..internal_client import InternalClient
-from . import errors, harden, pages, proxy, resource
+from . import auth, errors, harden, pages, proxy, request_id, resource
+
+SECURITY_SCHEMES = {
+    resource.BEARER: {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "API token, {{ cookiecutter.__package }}_ and 49 base62 characters",
+        "description": "made with `{{ cookiecutter.project }}-admin tokens create` (README.md, Authentication)",
+    }
+}
 
 
 def create_app(overrides=None):
@@ -21,8 +30,7 @@ def create_app(overrides=None):
         info=Info(title="{{ cookiecutter.project }}", version=__version__),
         # The document is served by service.py; no UI pages with inline scripts.
         doc_ui=False,
-        # An empty map: null is not a valid securitySchemes in OpenAPI 3.1.
-        security_schemes={},
+        security_schemes=SECURITY_SCHEMES,
         validation_error_status=422,
         # The shape errors.py sends, not pydantic's error list.
         validation_error_model=errors.Error,
@@ -33,11 +41,24 @@ def create_app(overrides=None):
     app.extensions["internal_client"] = InternalClient.from_settings(settings, tls_context)
 
     errors.register(app)
+    auth.register(app)
+    request_id.register(app)
     app.before_request(resource.require_json_object)
     for unit in contract.UNITS:
-        app.register_api(importlib.import_module(f".{unit.name}", __package__).api)
+        if not unit.admin:  # admin units serve the admin command, never the API
+            app.register_api(importlib.import_module(f".{unit.name}", __package__).api)
     app.register_blueprint(pages.bp)
+    if app.config["ANONYMOUS_READS"]:
+        _reads_need_no_token(app.api_doc)
     if app.config["HARDEN"]:
         harden.apply(app)
     app.wsgi_app = proxy.trust_proxy(app.wsgi_app, app.config["PROXY_HOPS"])
     return app
+
+
+def _reads_need_no_token(document):
+    """With ANONYMOUS_READS, a GET that asks for the bearer token may also go without one."""
+    for path_item in document["paths"].values():
+        read = path_item.get("get", {})
+        if {resource.BEARER: []} in read.get("security", []):
+            read["security"] = [{resource.BEARER: []}, {}]

@@ -15,6 +15,18 @@ log = logging.getLogger(__name__)
 
 # Errors the internal service reports about the request itself.
 OPERATION_STATUS = {"not_found": 404, "invalid": 422, "invalid_arguments": 422}
+# Refusals with answers of their own (auth.py): code -> function(OperationFailed) -> response.
+REFUSALS = {}
+
+
+def refusal(code):
+    """Register the decorated function as the answer to the internal service's refusal CODE."""
+
+    def register(func):
+        REFUSALS[code] = func
+        return func
+
+    return register
 
 
 class ErrorDetail(BaseModel):
@@ -58,6 +70,8 @@ def _http_error(exc):
 
 
 def _internal_error(exc):
+    if isinstance(exc, OperationFailed) and exc.code in REFUSALS:
+        return REFUSALS[exc.code](exc)
     if isinstance(exc, OperationFailed):
         status = OPERATION_STATUS.get(exc.code, 502)
         if status == 502:

@@ -4,14 +4,13 @@ The first resource, and the one README.md's "Adding a resource" copies.
 """
 
 from flask import url_for
-from flask_openapi3 import APIBlueprint, Tag
 
 from .. import contract
-from .resource import BAD_BODY, CALLS, NOT_FOUND, IdPath, Page, calls, models
+from .resource import BAD_BODY, CALLS, NOT_FOUND, IdPath, Page, blueprint, calls, models
 
 ItemIn, Item, ItemList = models("Item", contract.items)
 
-api = APIBlueprint("items", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="items")])
+api = blueprint("items", __name__)
 items = calls(contract.items)
 
 

@@ -15,6 +15,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .. import config
 
+# Set in the WSGI environ when the TCP peer is the trusted proxy (request_id.py reads it).
+TRUSTED_PEER = "{{ cookiecutter.__package }}.trusted_peer"
+
 FORWARDED = (
     "HTTP_X_FORWARDED_FOR",
     "HTTP_X_FORWARDED_PROTO",
@@ -43,6 +46,7 @@ def trust_proxy(wsgi_app, hops):
 
     def app(environ, start_response):
         if environ.get("REMOTE_ADDR") in config.PROXY_ADDRESSES:
+            environ[TRUSTED_PEER] = True
             return trusted(environ, start_response)
         return untrusted(environ, start_response)
 

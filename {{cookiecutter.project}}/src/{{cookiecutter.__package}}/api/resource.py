@@ -5,16 +5,21 @@
   the same limits the internal service enforces.
 * IdPath (the path's id) and Page (?limit=&offset=).
 * The answers every route may give, to declare in its `responses`.
-* calls(resource): the typed client facade bound to the app's internal client.
+* blueprint(name): a resource's blueprint, where every route needs a bearer
+  token (auth.py) and says so in the OpenAPI document, with 401, 403 and 429.
+* calls(resource): the typed client facade bound to the app's internal client
+  and to the request's caller.
 * require_json_object: bodies are a JSON object, or a clear 400/413/415/422.
 """
 
 from flask import current_app, request
+from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from .. import contract
 from ..internal_client import InternalClient, ResourceCalls
+from . import auth
 from .errors import Error, error_response
 
 
@@ -42,6 +47,24 @@ BAD_BODY = {400: Error, 413: Error, 415: Error}
 UPSTREAM = {502: Error, 503: Error, 504: Error}
 # What any route that calls the internal service may answer besides its own.
 CALLS = {**INVALID, **UPSTREAM}
+# No token, a bad one, one without the scope; too many bad ones from one address.
+REFUSED = {401: Error, 403: Error, 429: Error}
+# The securitySchemes entry every resource's routes name.
+BEARER = "bearer"
+
+
+def blueprint(name, import_name):
+    """The blueprint of resource NAME: /api/v1, tagged NAME, every route behind a bearer token."""
+    bp = APIBlueprint(
+        name,
+        import_name,
+        url_prefix="/api/v1",
+        abp_tags=[Tag(name=name)],
+        abp_security=[{BEARER: []}],
+        abp_responses=REFUSED,
+    )
+    bp.before_request(auth.require)
+    return bp
 
 
 def client() -> InternalClient:
@@ -50,8 +73,9 @@ def client() -> InternalClient:
 
 
 def calls(resource) -> ResourceCalls:
-    """resource's typed calls (create, get, list, update, delete) through this app's client."""
-    return ResourceCalls(resource, client)
+    """resource's typed calls (create, get, list, update, delete) through this app's
+    client, each carrying the request's token, client address and request id."""
+    return ResourceCalls(resource, client, auth.caller)
 
 
 def _annotation(field):

@@ -1,35 +1,50 @@
-"""How the internal service runs an operation of the contract.
+"""The registry of the internal service's operations, and their errors.
 
 Each unit's module (internal/NAME.py) registers a plain function for each of
-its operations with @implements(contract.NAME.verb). run() looks the
-operation up by the name on the wire, checks the arguments against the
-contract, and calls the function inside a transaction of the storage: a
-writing one for operations that write. The functions know nothing of
-sockets; tests call them through run() with a Storage.
+its operations with @implements(contract.NAME.verb). runner.py looks the
+operation up by the name on the wire and calls the function. A function
+takes the Database of its transaction and the checked arguments; one that
+also needs the settings declares a keyword-only `settings` parameter.
 """
 
 import importlib
+import inspect
 
 from .. import contract
 
-# operation name -> (contract.Operation, function(db, **arguments))
+# operation name -> Implementation
 IMPLEMENTATIONS = {}
 
 
 class OperationError(Exception):
-    """An expected failure, returned to the caller as a structured error."""
+    """An expected failure, returned to the caller as a structured error.
 
-    def __init__(self, code, message, field=None):
+    details (retry_after, scope) travel with it; token_id only marks the audit row.
+    """
+
+    def __init__(self, code, message, field=None, token_id=None, **details):
         super().__init__(message)
         self.code = code
         self.message = message
         self.field = field
+        self.token_id = token_id
+        self.details = details
 
     def as_dict(self):
         error = {"code": self.code, "message": self.message}
         if self.field:
             error["field"] = self.field
+        error.update(self.details)
         return error
+
+
+class Implementation:
+    __slots__ = ("operation", "func", "wants_settings")
+
+    def __init__(self, operation, func):
+        self.operation = operation
+        self.func = func
+        self.wants_settings = "settings" in inspect.signature(func).parameters
 
 
 def implements(operation):
@@ -38,7 +53,7 @@ def implements(operation):
     def register(func):
         if operation.name in IMPLEMENTATIONS:
             raise ValueError(f"{operation.name} is implemented twice")
-        IMPLEMENTATIONS[operation.name] = (operation, func)
+        IMPLEMENTATIONS[operation.name] = Implementation(operation, func)
         return func
 
     return register
@@ -57,17 +72,9 @@ def load_units():
     return modules
 
 
-def run(storage, name, args):
-    """Run the operation called NAME with ARGS (a dict) and return its result."""
+def find(name):
+    """The Implementation of the operation called NAME, or OperationError."""
     try:
-        operation, func = IMPLEMENTATIONS[name]
+        return IMPLEMENTATIONS[name]
     except (KeyError, TypeError):
         raise OperationError("unknown_operation", f"no operation named {name!r}") from None
-    if not isinstance(args, dict):
-        raise OperationError("invalid_arguments", "args must be a map")
-    try:
-        checked = operation.check(args)
-    except contract.ContractError as exc:
-        raise OperationError(exc.code, exc.message, exc.field) from None
-    with storage.transaction(write=operation.writes) as db:
-        return func(db, **checked)

@@ -2,10 +2,13 @@
 
 With TLS on (tls.py), each connection first completes a TLS 1.3 handshake
 with a client certificate of the project CA, within the read timeout, or it is
-closed. Then, TLS or not, the first message must authenticate with the shared
-token, or the connection is closed without anything else being read. Each
-later message is one request:
-{"id": ..., "op": "items.get", "args": {...}}, answered with
+closed. Then, TLS or not, the first message must authenticate with a
+secret, or the connection is closed without anything else being read: the
+shared INTERNAL_TOKEN makes it an API connection, ADMIN_TOKEN an admin one
+(runner.py and access.py decide what each may run). Each later message is
+one request:
+{"id": ..., "op": "items.get", "args": {...}, "caller": {"token": ..., "address": ...,
+"request": ...}}, answered with
 {"id": ..., "ok": true, "result": ...} or {"id": ..., "ok": false, "error": {...}}.
 """
 
@@ -19,7 +22,9 @@ import threading
 
 from .. import tls
 from ..protocol import MessageSocket, ProtocolError
-from . import operations
+from .access import Gate
+from .operations import OperationError
+from .runner import Runner
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +62,12 @@ class Handler(socketserver.BaseRequestHandler):
             self.request, server.max_message, server.idle_timeout, server.read_timeout
         )
         try:
-            if not self._authenticate(messages):
+            role = self._authenticate(messages)
+            if role is None:
                 return
             receive, send, dispatch = messages.receive, messages.send, server.dispatch
             while (request := receive()) is not None:
-                send(dispatch(request))
+                send(dispatch(request, role, self.client_address[0]))
         except ProtocolError as exc:
             self._refuse(messages, None, exc.code, exc.message)
         except (TimeoutError, OSError):
@@ -91,20 +97,17 @@ class Handler(socketserver.BaseRequestHandler):
         return True
 
     def _authenticate(self, messages):
+        """The connection's role, from the secret in its first message; None if refused."""
         hello = messages.receive()
         if hello is None:
-            return False
-        token = hello.get("token")
-        if (
-            hello.get("op") == "auth"
-            and isinstance(token, str)
-            and hmac.compare_digest(token.encode(), self.server.token)
-        ):
+            return None
+        role = self.server.role_of(hello.get("token")) if hello.get("op") == "auth" else None
+        if role is not None:
             messages.send({"id": hello.get("id"), "ok": True, "result": {"authenticated": True}})
-            return True
+            return role
         log.warning("refused a connection from %s: bad or missing token", self.peer)
         self._refuse(messages, hello.get("id"), "unauthorized", "bad or missing token")
-        return False
+        return None
 
     @staticmethod
     def _refuse(messages, request_id, code, message):
@@ -125,8 +128,11 @@ class InternalServer(socketserver.ThreadingTCPServer):
     def __init__(self, host, port, storage, settings, tls_context=None, sock=None):
         """TLS_CONTEXT: the server's (startup.internal builds it), or None for plain TCP."""
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.storage = storage
-        self.token = settings["INTERNAL_TOKEN"].encode()
+        self.runner = Runner(storage, Gate(settings), settings)
+        # Secret -> the role it gives a connection. An empty ADMIN_TOKEN gives none.
+        self.secrets = [(settings["INTERNAL_TOKEN"].encode(), "api")]
+        if settings["ADMIN_TOKEN"]:
+            self.secrets.append((settings["ADMIN_TOKEN"].encode(), "admin"))
         self.max_message = settings["INTERNAL_MAX_MESSAGE"]
         self.idle_timeout = settings["INTERNAL_IDLE_TIMEOUT"]
         self.read_timeout = settings["INTERNAL_READ_TIMEOUT"]
@@ -159,14 +165,30 @@ class InternalServer(socketserver.ThreadingTCPServer):
                 except OSError:
                     pass
 
-    def dispatch(self, request):
+    def role_of(self, token):
+        """The role TOKEN opens a connection for, or None. Every secret is compared,
+        in constant time, so the time taken does not tell which one came close."""
+        if not isinstance(token, str):
+            return None
+        given = token.encode()
+        found = None
+        for secret, role in self.secrets:
+            if hmac.compare_digest(given, secret):
+                found = role
+        return found
+
+    def dispatch(self, request, role, peer=""):
         """Run one request and return the reply; never raises for the caller's mistakes."""
         request_id = request.get("id")
         name = request.get("op")
         try:
-            result = operations.run(self.storage, name, request.get("args", {}))
+            caller = _caller(request.get("caller"))
+            if role == "admin":
+                # The admin command's own address is the connection's: nothing to take its word for.
+                caller["address"] = peer
+            result = self.runner.run(name, request.get("args", {}), caller, role)
             return {"id": request_id, "ok": True, "result": result}
-        except operations.OperationError as exc:
+        except OperationError as exc:
             return {"id": request_id, "ok": False, "error": exc.as_dict()}
         except Exception:
             log.exception("operation %s failed", name)
@@ -175,3 +197,18 @@ class InternalServer(socketserver.ThreadingTCPServer):
                 "ok": False,
                 "error": {"code": "internal", "message": "internal error"},
             }
+
+
+# What a caller may tell about itself, and the longest of each.
+CALLER_FIELDS = {"token": 256, "address": 64, "request": 128}
+
+
+def _caller(value):
+    """The caller part of a request, with only known fields of bounded text kept."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        key: value[key]
+        for key, longest in CALLER_FIELDS.items()
+        if isinstance(value.get(key), str) and len(value[key]) <= longest
+    }
