@@ -22,8 +22,10 @@ Installs $PROJECT from $PROJECT_DIR:
   1. deploy/setup-user.sh: the service user and its directories;
   2. a venv in /opt/$PROJECT/venv, made by the system python3, with the
      project and its pinned dependencies;
-  3. /etc/$PROJECT/$PROJECT.env with a fresh random internal token, unless it
-     exists (its token is then kept);
+  3. /etc/$PROJECT/$PROJECT.env with a fresh random internal token, and the
+     root-only /etc/$PROJECT/admin.env with a fresh admin secret, unless they
+     exist (their secrets are then kept); /usr/local/sbin/$PROJECT-admin, the
+     admin command as root runs it;
   4. the systemd units into /etc/systemd/system, enabled;
   5. the nginx site into /etc/nginx/sites-available, enabled, and the security
      headers of its own error pages into /etc/nginx/snippets/, written by the
@@ -94,6 +96,8 @@ OPT_DIR="$ROOT/opt/$PROJECT"
 VENV="$OPT_DIR/venv"
 ETC_DIR="$ROOT/etc/$PROJECT"
 ENV_FILE="$ETC_DIR/$PROJECT.env"
+ADMIN_ENV="$ETC_DIR/admin.env"
+ADMIN_COMMAND="$ROOT/usr/local/sbin/$PROJECT-admin"
 STATE_DIR="$ROOT/var/lib/$PROJECT"
 UNIT_DIR="$ROOT/etc/systemd/system"
 NGINX_DIR="$ROOT/etc/nginx"
@@ -188,6 +192,40 @@ else
     fi
     rm -f "$draft"
 fi
+
+# The admin secret: root's alone (0600 root:root). systemd reads it for the
+# internal service; the API's unit never names it.
+if [[ -f $ADMIN_ENV ]]; then
+    echo "ok: $ADMIN_ENV exists; its secret is kept"
+else
+    draft=$(mktemp)
+    chmod 0600 "$draft"
+    {
+        echo "# The admin secret of $PROJECT: the internal service and $PROJECT-admin only."
+        echo "${PREFIX}_ADMIN_TOKEN=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))')"
+    } >"$draft"
+    if ((DRY_RUN)); then
+        echo "would: write $ADMIN_ENV (root:root 0600) with a fresh admin secret"
+        CHANGES=$((CHANGES + 1))
+    else
+        change install -o root -g root -m 0600 "$draft" "$ADMIN_ENV"
+    fi
+    rm -f "$draft"
+fi
+
+# The admin command as root runs it: both env files, then the venv's console script.
+wrapper=$(mktemp)
+cat >"$wrapper" <<EOF
+#!/bin/sh
+# $PROJECT-admin, written by deploy/install.sh: API tokens and the audit trail.
+set -a
+. /etc/$PROJECT/$PROJECT.env
+. /etc/$PROJECT/admin.env
+set +a
+exec /opt/$PROJECT/venv/bin/$PROJECT-admin "\$@"
+EOF
+put_file "$wrapper" "$ADMIN_COMMAND" root root 0755 || true
+rm -f "$wrapper"
 
 # 4. The units.
 for unit in "${UNITS[@]}"; do
