@@ -5,8 +5,11 @@
 It bakes a project with the default answers, starts its two servers on
 loopback as `honcho start` would (production-like: debug off), and starts a
 bare Flask app returning a small JSON dict under gunicorn with the project's
-own worker count and class. wrk then loads each target at each concurrency,
-round after round, with the order of the targets reversed every other round.
+own worker count and class. The stack runs with anonymous reads on, so that
+items/<id> is measured both without a token and with one (minted by the
+project's admin command) in the same round; writes always send it. wrk then
+loads each target at each concurrency, round after round, with the order of
+the targets reversed every other round.
 Each figure is set against the baseline of the same round.
 
 It prints a markdown table and writes JSON. Only loopback is used, every wrk
@@ -63,10 +66,15 @@ control_socket_disable = True
 loglevel = "warning"
 """
 
+TOKEN_SCRIPT = """\
+wrk.headers["Authorization"] = "Bearer {token}"
+"""
+
 POST_SCRIPT = """\
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"title": "benchmark item", "body": "written by wrk"}'
+wrk.headers["Authorization"] = "Bearer {token}"
+wrk.body = '{{"title": "benchmark item", "body": "written by wrk"}}'
 """
 
 # name -> (server group, path, wrk script or None)
@@ -75,6 +83,7 @@ TARGETS = {
     "health, harden off": ("plain", "/api/v1/health", None),
     "health, harden on": ("stack", "/api/v1/health", None),
     "items/<id>, harden on": ("stack", "/api/v1/items/1", None),
+    "items/<id>, with a token": ("stack", "/api/v1/items/1", "token.lua"),
     "POST items, harden on": ("stack", "/api/v1/items", "post.lua"),
 }
 
@@ -168,6 +177,8 @@ def start_servers(processes, project, work, overrides):
     base["PYTHONPATH"] = os.pathsep.join([str(work), str(project / "src")])
     settings = {
         f"{PREFIX}_INTERNAL_TOKEN": secrets.token_urlsafe(32),
+        f"{PREFIX}_ADMIN_TOKEN": secrets.token_urlsafe(32),
+        f"{PREFIX}_ANONYMOUS_READS": "true",
         f"{PREFIX}_INTERNAL_PORT": str(ports["internal"]),
         f"{PREFIX}_STATE_DIR": str(work / "state"),
         f"{PREFIX}_LOG_LEVEL": "WARNING",
@@ -195,14 +206,24 @@ def start_servers(processes, project, work, overrides):
     urls = {group: f"http://127.0.0.1:{port}" for group, port in ports.items()}
     for group in ("stack", "plain", "baseline"):
         wait_for(urls[group] + ("/api/v1/ready" if group == "stack" else "/"))
-    return urls
+    return urls, env
 
 
-def seed(url):
+def mint(env):
+    """A token with every scope, from the project's own admin command."""
+    command = [sys.executable, "-m", f"{PACKAGE}.admin", "tokens", "create", "--name", "bench"]
+    command += ["--scope", "items:read", "--scope", "items:write"]
+    made = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    if made.returncode != 0:
+        raise SystemExit(f"bench: the admin command failed: {made.stderr.strip()}")
+    return made.stdout.splitlines()[-1]
+
+
+def seed(url, token):
     request = urllib.request.Request(
         url + "/api/v1/items",
         data=b'{"title": "read by the benchmark"}',
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=10) as answer:  # loopback only
@@ -306,6 +327,9 @@ def target_rows(samples, table, pss_mb, connections_list):
     for connections in connections_list:
         ratio = round_ratio(samples, "health, harden on", "health, harden off", connections)
         rows.append((f"health harden on ≥ 0.95× harden off, c{connections}", ratio, ">=", 0.95))
+    for connections in connections_list:
+        ratio = round_ratio(samples, "items/<id>, with a token", HOP, connections)
+        rows.append((f"items/<id> with a token ≥ 0.95× without, c{connections}", ratio, ">=", 0.95))
     if 32 in connections_list:
         p99 = table[HOP][32]["p99_ms"] / table["baseline"][32]["p99_ms"]
         rows.append(("items/<id> p99 ≤ 1.5× baseline p99, c32", p99, "<=", 1.5))
@@ -395,11 +419,13 @@ def main():
                 raise SystemExit(f"bench: --set {item!r}: use NAME=VALUE")
             overrides[f"{PREFIX}_{name}"] = value
         project = bake(work, args.template)
-        urls = start_servers(processes, project, work, overrides)
-        item = seed(urls["stack"])
-        (work / "post.lua").write_text(POST_SCRIPT)
+        urls, env = start_servers(processes, project, work, overrides)
+        token = mint(env)
+        item = seed(urls["stack"], token)
+        (work / "post.lua").write_text(POST_SCRIPT.format(token=token))
+        (work / "token.lua").write_text(TOKEN_SCRIPT.format(token=token))
         paths = {target: path for target, (_, path, _) in TARGETS.items()}
-        paths["items/<id>, harden on"] = item
+        paths["items/<id>, harden on"] = paths["items/<id>, with a token"] = item
         samples = {}
         order = list(TARGETS)
         for round_number in range(args.rounds):
