@@ -5,7 +5,13 @@ The browser, header-audit and fault tests talk to this: the internal service as
 gunicorn settings, as `honcho start` runs them. The API is loaded through a
 small wrapper module that adds one route raising an exception, because a real
 500 needs a fault and the audit must see the headers of a 500 too, and one
-route naming the worker that answered, so a test can tell gunicorn's workers apart.
+route naming the worker that answered, so a test can tell gunicorn's workers apart;
+a request that carries WORKER_HEADER gets that worker's pid back in it, on any route.
+
+Both servers get an INTERNAL_TOKEN and an ADMIN_TOKEN of their own per stack
+(the API drops the second at start, as deployed). The admin command runs
+against the stack (admin(), mint(), revoke()); request() sends a bearer token
+with every scope, minted once per stack, unless told to send another or none.
 
 The fault tests stop, kill and restart each server on its own; the internal
 service can also be socket-activated the way systemd runs it, from a listening
@@ -14,26 +20,35 @@ socket this class holds across its restarts.
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import msgpack
 import psutil
 
-from support.processes import clean_env, free_port, stop_process, wait_for, wait_for_port
+from support.processes import clean_env, free_port, run, stop_process, wait_for, wait_for_port
 
 FAULT_PATH = "/api/v1/audit-fault"
 WORKER_PATH = "/api/v1/test-worker"
+# Sent with a request, it comes back holding the pid of the worker that answered.
+WORKER_HEADER = "X-Test-Worker"
+# request()'s default: the stack's own token, with every scope.
+STACK_TOKEN = object()
 
 WRAPPER = '''\
 """The project's app, plus one route that fails, for the header audit's 500."""
 
 import os
+
+from flask import request
 
 from {package}.api import create_app as _create_app
 
@@ -46,12 +61,24 @@ def _worker():
     return {{"pid": os.getpid()}}
 
 
+def _name_the_worker(response):
+    if request.headers.get("{worker_header}"):
+        response.headers["{worker_header}"] = str(os.getpid())
+    return response
+
+
 def create_app():
     app = _create_app()
     app.add_url_rule("{fault_path}", "audit_fault", _fault)
     app.add_url_rule("{worker_path}", "test_worker", _worker)
+    app.after_request(_name_the_worker)
     return app
 '''
+
+# Run with the project on the path: every scope of its contract, and a
+# well-formed token (pattern and checksum) that nobody minted.
+SCOPES = "from {package} import contract; print(*sorted(contract.scopes()))"
+UNKNOWN_TOKEN = "from {package} import contract; print(contract.new_token())"
 
 # Put the inherited socket on fd 3 and name our own pid, which exec keeps: what systemd does.
 SOCKET_ACTIVATION = """\
@@ -77,8 +104,13 @@ class Stack:
         self.public_port = free_port()
         self.internal_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.public_port}"
-        # One token for the life of the stack: a restarted server must still match the other.
-        self.token = secrets.token_urlsafe(32)
+        # One secret each for the life of the stack: a restarted server must still match.
+        self.internal_token = secrets.token_urlsafe(32)
+        self.admin_token = secrets.token_urlsafe(32)
+        # API tokens: the one request() sends by default, and the ids of all minted here.
+        self._stack_token = None
+        self._scopes = None
+        self.token_ids = {}
         self.processes = []
         self.internal = None
         self.api = None
@@ -92,7 +124,8 @@ class Stack:
             "HARDEN": "true" if self.harden else "false",
             "PUBLIC_PORT": self.public_port,
             "INTERNAL_PORT": self.internal_port,
-            "INTERNAL_TOKEN": self.token,
+            "INTERNAL_TOKEN": self.internal_token,
+            "ADMIN_TOKEN": self.admin_token,
             "STATE_DIR": self.work_dir / "state",
             "WORKERS": 3,
             "LOG_LEVEL": "WARNING",
@@ -126,7 +159,12 @@ class Stack:
     def start(self, socket_activated=False):
         self.work_dir.mkdir(parents=True, exist_ok=True)
         (self.work_dir / "audit_app.py").write_text(
-            WRAPPER.format(package=self.package, fault_path=FAULT_PATH, worker_path=WORKER_PATH),
+            WRAPPER.format(
+                package=self.package,
+                fault_path=FAULT_PATH,
+                worker_path=WORKER_PATH,
+                worker_header=WORKER_HEADER,
+            ),
             encoding="utf-8",
         )
         self.start_internal(socket_activated)
@@ -176,7 +214,7 @@ class Stack:
     def _wait_for_token(self, process, timeout=30.0):
         """The internal service is up when it answers the auth message (a held
         socket accepts connections before any process serves it)."""
-        hello = msgpack.packb({"id": 0, "op": "auth", "token": self.token})
+        hello = msgpack.packb({"id": 0, "op": "auth", "token": self.internal_token})
 
         def answered():
             if process.poll() is not None:
@@ -224,15 +262,91 @@ class Stack:
         self.internal.send_signal(signal.SIGKILL)
         self.internal.wait(timeout=15)
 
-    def request(self, method, path, payload=None):
-        """A JSON request from the test itself, to seed or check data."""
+    # ------------------------------------------------------------ the admin command
+
+    def python(self, code, timeout=60):
+        """Run code in this stack's environment (the project on the path); its stdout."""
+        command = [sys.executable, "-c", code.format(package=self.package)]
+        return run(command, env=self._env(), cwd=self.work_dir, timeout=timeout).stdout
+
+    def admin(self, *args, check=True, settings=None):
+        """Run `python -m PACKAGE.admin ARGS` against this stack, with its settings
+        (and more, name without the prefix -> value); the finished process."""
+        env = self._env()
+        prefix = self.package.upper()
+        env.update({f"{prefix}_{key}": str(value) for key, value in (settings or {}).items()})
+        command = [sys.executable, "-m", f"{self.package}.admin", *map(str, args)]
+        return run(command, env=env, cwd=self.work_dir, check=check, timeout=60)
+
+    def scopes(self):
+        """Every scope the project's contract knows (items:read, items:write, ...)."""
+        if self._scopes is None:
+            self._scopes = self.python(SCOPES).split()
+        return self._scopes
+
+    def mint(self, scopes=None, name="test", days=None):
+        """A new API token from the admin command (default: every scope): the last
+        line of its stdout. Its id is kept in token_ids, for revoke()."""
+        args = ["tokens", "create", "--name", name]
+        for scope in self.scopes() if scopes is None else scopes:
+            args += ["--scope", scope]
+        if days is not None:
+            args += ["--expires-days", days]
+        lines = self.admin(*args).stdout.splitlines()
+        made = re.match(r"id (\d+): ", lines[0])
+        assert made and len(lines) == 2, lines
+        self.token_ids[lines[-1]] = int(made.group(1))
+        return lines[-1]
+
+    def revoke(self, token):
+        """Revoke a token minted here, with the admin command."""
+        return self.admin("tokens", "revoke", self.token_ids[token])
+
+    def unknown_token(self):
+        """A token of the right form (its checksum holds) that was never minted."""
+        return self.python(UNKNOWN_TOKEN).strip()
+
+    @property
+    def token(self):
+        """The stack's own API token, with every scope: minted on first use."""
+        if self._stack_token is None:
+            self._stack_token = self.mint(name="every scope")
+        return self._stack_token
+
+    def bearer(self, token=STACK_TOKEN):
+        """The Authorization header for token (default the stack's own; None: no header)."""
+        if token is STACK_TOKEN:
+            token = self.token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    # ------------------------------------------------------------ requests
+
+    def fetch(self, method, path, payload=None, *, token=STACK_TOKEN, headers=None):
+        """One request, whatever its answer: status, headers and the JSON body (or None)."""
         data = json.dumps(payload).encode() if payload is not None else None
         req = urllib.request.Request(self.base_url + path, data=data, method=method)
         if data is not None:
             req.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(req, timeout=10) as response:  # loopback only
+        for name, value in {**self.bearer(token), **(headers or {})}.items():
+            req.add_header(name, value)
+        try:
+            response = urllib.request.urlopen(req, timeout=10)  # loopback only
+        except urllib.error.HTTPError as error:
+            response = error
+        with response:
             body = response.read()
-            return response.status, json.loads(body) if body else None
+        return SimpleNamespace(
+            status=response.status,
+            headers=response.headers,
+            json=json.loads(body) if body else None,
+        )
+
+    def request(self, method, path, payload=None, *, token=STACK_TOKEN):
+        """A JSON request from the test itself, to seed or check data: (status, body).
+        An error status fails the test. token: another one to send, or None for none."""
+        answer = self.fetch(method, path, payload, token=token)
+        assert answer.status < 400, (method, path, answer.status, answer.json)
+        return answer.status, answer.json
 
     def logs(self):
         text = []
