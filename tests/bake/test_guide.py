@@ -25,11 +25,12 @@ BLOCK = re.compile(r"^( *)```python (file|append)=(\S+)\n(.*?)^\1```$", re.DOTAL
 SEED = f"""
 import sys
 from {PACKAGE}.internal import migrations, operations
+from {PACKAGE}.internal.runner import Runner
 from {PACKAGE}.internal.storage import Storage
 
 storage = Storage(sys.argv[1], migrations.collect(operations.load_units()))
 for title in ("made before notes", "still here"):
-    operations.run(storage, "items.create", {{"title": title}})
+    Runner(storage).run("items.create", {{"title": title}})
 storage.close()
 """
 
@@ -83,7 +84,9 @@ def test_the_guide_adds_a_notes_resource_that_works_end_to_end(cookies, tmp_path
 
 
 def check_the_running_stack(project, work):
-    """The real servers on the database made before notes: migrated, items kept, notes served."""
+    """The real servers on the database made before notes: migrated, items kept, notes
+    served. The stack's token has every scope of the contract, the notes' included;
+    one minted with the items' scopes alone is refused the notes."""
     stack = Stack(project, PACKAGE, work, harden=True)
     try:
         stack.start()
@@ -99,6 +102,11 @@ def check_the_running_stack(project, work):
         assert {"/api/v1/notes", "/api/v1/notes/{id}"} <= set(document["paths"])
         assert {"NoteIn", "Note", "NoteList"} <= set(document["components"]["schemas"])
         assert stack.request("DELETE", note_path)[0] == 204
+        assert {"notes:read", "notes:write"} <= set(stack.scopes())
+        items_only = stack.mint(["items:read", "items:write"])
+        refused = stack.fetch("GET", "/api/v1/notes", token=items_only)
+        assert (refused.status, refused.json["error"]["code"]) == (403, "insufficient_scope")
+        assert stack.fetch("GET", "/api/v1/notes", token=None).status == 401
     finally:
         stack.stop()
     with sqlite3.connect(work / "state" / "items.sqlite3") as conn:
