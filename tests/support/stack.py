@@ -322,7 +322,8 @@ class Stack:
     # ------------------------------------------------------------ requests
 
     def fetch(self, method, path, payload=None, *, token=STACK_TOKEN, headers=None):
-        """One request, whatever its answer: status, headers and the JSON body (or None)."""
+        """One request, whatever its answer: status, headers, body (bytes) and json (the
+        parsed body of a JSON answer, else None)."""
         data = json.dumps(payload).encode() if payload is not None else None
         req = urllib.request.Request(self.base_url + path, data=data, method=method)
         if data is not None:
@@ -335,10 +336,12 @@ class Stack:
             response = error
         with response:
             body = response.read()
+        is_json = response.headers.get_content_type() == "application/json"
         return SimpleNamespace(
             status=response.status,
             headers=response.headers,
-            json=json.loads(body) if body else None,
+            body=body,
+            json=json.loads(body) if body and is_json else None,
         )
 
     def request(self, method, path, payload=None, *, token=STACK_TOKEN):
