@@ -107,8 +107,8 @@ class Stack:
         # One secret each for the life of the stack: a restarted server must still match.
         self.internal_token = secrets.token_urlsafe(32)
         self.admin_token = secrets.token_urlsafe(32)
-        # API tokens: the one request() sends by default, and the ids of all minted here.
-        self._stack_token = None
+        # API tokens: one per set of scopes asked for (token_with), and the ids of all minted.
+        self._tokens = {}
         self._scopes = None
         self.token_ids = {}
         self.processes = []
@@ -306,12 +306,29 @@ class Stack:
         """A token of the right form (its checksum holds) that was never minted."""
         return self.python(UNKNOWN_TOKEN).strip()
 
+    def token_with(self, *scopes):
+        """A token with exactly these scopes, minted on first use and kept for the stack."""
+        key = frozenset(scopes)
+        if key not in self._tokens:
+            self._tokens[key] = self.mint(sorted(key), name=" ".join(sorted(key)))
+        return self._tokens[key]
+
     @property
     def token(self):
-        """The stack's own API token, with every scope: minted on first use."""
-        if self._stack_token is None:
-            self._stack_token = self.mint(name="every scope")
-        return self._stack_token
+        """The stack's own API token, with every scope: what request() sends."""
+        return self.token_with(*self.scopes())
+
+    def trip_brake(self, attempts=50, headers=None):
+        """Fail authentication (a well-formed, unknown token) until the internal
+        service's brake refuses this client; the 429 answer. attempts: at most
+        that many (more than AUTH_FAILURES, which the stack's settings may lower)."""
+        unknown = self.unknown_token()
+        for _ in range(attempts):
+            answer = self.fetch("GET", "/api/v1/items", token=unknown, headers=headers)
+            if answer.status != 401:
+                assert answer.status == 429, (answer.status, answer.json)
+                return answer
+        raise AssertionError(f"no 429 after {attempts} failed authentications")
 
     def bearer(self, token=STACK_TOKEN):
         """The Authorization header for token (default the stack's own; None: no header)."""
