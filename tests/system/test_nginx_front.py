@@ -18,6 +18,7 @@ nginx and libnginx-mod-http-headers-more-filter; CI installs them.
 
 import http.client
 import json
+import re
 import secrets
 import socket
 import ssl
@@ -47,8 +48,12 @@ MAX_CONTENT_LENGTH = 131072  # the app's limit, and client_max_body_size 128k
 HSTS = "max-age=31536000; includeSubDomains"
 # TLS 1.2 suites an ECDSA certificate could use, but without AEAD.
 CBC_SUITES = ("ECDHE-ECDSA-AES128-SHA256", "ECDHE-ECDSA-AES256-SHA384", "ECDHE-ECDSA-AES128-SHA")
-# Headers of an answer that say nothing about security.
+# Headers of an answer that say nothing about security, and one that differs per request.
 TRANSPORT = {"content-type", "content-length", "date", "connection", "keep-alive"}
+PER_REQUEST = {"x-request-id"}
+# nginx's $request_id: 32 hex digits.
+NGINX_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
+REALM = f'Bearer realm="{PROJECT}"'
 
 # ---------------------------------------------------------------- helpers
 
@@ -71,8 +76,8 @@ def error_of(response, status, code):
 
 
 def security_headers(response):
-    """{name: [values]} of the answer's headers, less those of transport."""
-    names = {name.lower() for name in response.headers} - TRANSPORT
+    """{name: [values]} of the answer's headers, less those of transport and the request id."""
+    names = {name.lower() for name in response.headers} - TRANSPORT - PER_REQUEST
     return {name: response.headers.get_all(name) for name in names}
 
 
@@ -153,9 +158,11 @@ def test_https_serves_the_api_through_nginx(nginx_front):
     assert_anonymous(page)
 
 
-# name: (method, path, request kwargs, expected status, which copy answers)
+# name: (method, path, request kwargs, expected status, which copy answers);
+# requests for items carry the stack's token, unless the case is about its absence.
 AUDIT_CASES = {
     "json-200": ("get", "/api/v1/health", {}, 200, "live"),
+    "json-401": ("post", "/api/v1/items", {"data": b'{"title": "anonymous"}'}, 401, "live"),
     "json-404": ("get", "/api/v1/items/987654321", {}, 404, "live"),
     "html-page": ("get", "/", {}, 200, "live"),
     "static-js": ("get", "/static/app.js", {}, 200, "live"),
@@ -176,6 +183,8 @@ def audit(front, case):
     headers = {"Host": DOMAIN}
     if "data" in options:
         headers["Content-Type"] = "application/json"
+    if path.startswith("/api/v1/items") and status != 401:
+        headers.update(front.stack.bearer())
     seen = []
 
     def record(response, **_):
@@ -240,7 +249,7 @@ def test_nginx_own_errors_are_json_with_the_security_headers(nginx_front):
 
 def test_nginx_takes_exactly_the_bodies_the_app_takes(nginx_front):
     """client_max_body_size matches the app's MAX_CONTENT_LENGTH (131072 bytes)."""
-    json_type = {"Content-Type": "application/json"}
+    json_type = {"Content-Type": "application/json", **nginx_front.stack.bearer()}
     largest, too_large = item_body(MAX_CONTENT_LENGTH), item_body(MAX_CONTENT_LENGTH + 1)
     assert (len(largest), len(too_large)) == (MAX_CONTENT_LENGTH, MAX_CONTENT_LENGTH + 1)
 
@@ -315,6 +324,64 @@ def test_a_client_cannot_switch_hsts_off_through_nginx(nginx_front):
         assert direct.getheader("Strict-Transport-Security") is None
     finally:
         request.close()
+
+
+WRITES = [
+    ("POST", "/api/v1/items", b'{"title": "through nginx"}'),
+    ("PUT", "/api/v1/items/{id}", b'{"title": "changed through nginx"}'),
+    ("DELETE", "/api/v1/items/{id}", None),
+]
+
+
+def test_anonymous_writes_get_401_with_the_challenge_through_nginx(nginx_front):
+    """POST, PUT and DELETE without a token: the app's 401 passes through nginx as
+    JSON with the challenge and every security header; with the token each succeeds.
+    The answer's request id is nginx's own, whatever the client sent."""
+    token = nginx_front.stack.bearer()
+    json_type = {"Content-Type": "application/json"}
+    created = fetch(
+        nginx_front, "POST", "/api/v1/items", body=WRITES[0][2], headers={**json_type, **token}
+    )
+    assert created.status == 201, (created.status, created.body)
+    item_id = json.loads(created.body)["id"]
+    sent_id = "client-chosen-request-id"
+    for method, path, body in WRITES:
+        path = path.format(id=item_id)
+        headers = {**json_type, "X-Request-ID": sent_id} if body else {"X-Request-ID": sent_id}
+        response = fetch(nginx_front, method, path, body=body, headers=headers)
+        error_of(response, 401, "unauthorized")
+        assert response.headers.get_all("WWW-Authenticate") == [REALM], (method, response.headers)
+        seen = security_headers(response)
+        assert seen.pop("www-authenticate") == [REALM]
+        assert seen == nginx_front.app_headers, (method, seen, nginx_front.app_headers)
+        assert response.headers.get_all("Strict-Transport-Security") == [HSTS]
+        assert NGINX_REQUEST_ID.fullmatch(response.headers["X-Request-ID"]), response.headers
+        assert_anonymous(response)
+    for method, path, body in WRITES:
+        headers = {**json_type, **token} if body else token
+        response = fetch(nginx_front, method, path.format(id=item_id), body=body, headers=headers)
+        assert response.status == {"POST": 201, "PUT": 200, "DELETE": 204}[method], response.body
+
+
+def test_the_token_is_in_no_log_of_nginx(nginx_front):
+    """nginx's access and error logs (Debian's default format) never hold the bearer token."""
+    token = nginx_front.stack.token
+    response = fetch(
+        nginx_front, "GET", "/api/v1/items?limit=1", headers=nginx_front.stack.bearer()
+    )
+    assert response.status == 200
+    # A refused token is logged by no one either.
+    wrong = token[:-1] + ("A" if token[-1] != "A" else "B")
+    response = fetch(
+        nginx_front, "GET", "/api/v1/items", headers={"Authorization": f"Bearer {wrong}"}
+    )
+    assert response.status == 401
+    nginx_front.logs()  # flushes
+    logs = [nginx_front.work / name for name in ("access.log", "error.log", "nginx.out")]
+    assert (nginx_front.work / "access.log").stat().st_size > 0
+    for path in logs:
+        data = path.read_bytes()
+        assert token.encode() not in data and wrong.encode() not in data, path
 
 
 def test_a_flood_gets_json_429_and_the_limit_recovers(nginx_front):
