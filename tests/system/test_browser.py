@@ -4,15 +4,25 @@ The default project runs under real gunicorn on loopback. Each check runs
 against harden on, and where it proves that something is blocked, also
 against harden off, where the same thing must get through: that shows the
 block comes from the headers and not from the test.
+
+The page keeps no token. With anonymous reads off (the default) it shows the
+service's status and says that the API needs a token; with ANONYMOUS_READS on
+it lists the items.
 """
 
 import http.server
+import re
 import threading
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from support.baking import default_answers
+from support.stack import Stack
 from support.tools import tool
+
+PACKAGE = default_answers()["__package"]
+ITEMS_URL = "/api/v1/items?limit=10"
 
 CHROMIUM = "/usr/bin/chromium"
 # The flags of the design contract: no sandbox as root, and none of the
@@ -62,8 +72,25 @@ class Tab:
         self.context.set_default_timeout(TIMEOUT_MS)
         self.page = self.context.new_page()
         self.console = []
-        self.page.on("console", lambda message: self.console.append(message.text))
+        self.errors = []  # (text, url) of each console error
+        self.page.on("console", self._record)
         self.page.add_init_script(RECORD_VIOLATIONS)
+
+    def _record(self, message):
+        self.console.append(message.text)
+        if message.type == "error":
+            self.errors.append((message.text, message.location.get("url", "")))
+
+    def errors_besides(self, *expected):
+        """Console errors other than the expected (status, url) resource loads; a
+        browser's own ask for /favicon.ico (404) is not the page's doing."""
+        allowed = {(f"status of {status} ", url) for status, url in expected}
+        allowed.add(("status of 404 ", self.page.url.rstrip("/") + "/favicon.ico"))
+        return [
+            (text, url)
+            for text, url in self.errors
+            if not any(fragment in text and url == where for fragment, where in allowed)
+        ]
 
     def csp_messages(self):
         return [text for text in self.console if "Content Security Policy" in text]
@@ -97,26 +124,62 @@ def wait_until_rendered(page):
         expect(page.locator(selector)).not_to_have_text("loading", timeout=TIMEOUT_MS)
 
 
-def test_page_renders_the_api_answers_with_zero_csp_violations(hardened_stack, tab):
-    hardened_stack.request("POST", "/api/v1/items", {"title": "seen by chromium"})
-    _, listing = hardened_stack.request("GET", "/api/v1/items?limit=10")
+@pytest.fixture(scope="module")
+def reads_stack(default_project, tmp_path_factory):
+    """The default project with ANONYMOUS_READS on (harden on), running on loopback."""
+    work = tmp_path_factory.mktemp("anonymous-reads")
+    stack = Stack(default_project, PACKAGE, work, True, settings={"ANONYMOUS_READS": "true"})
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
 
-    response = tab.page.goto(hardened_stack.base_url + "/")
+
+def open_page(tab, stack):
+    """Load the page and wait until app.js has written both answers."""
+    response = tab.page.goto(stack.base_url + "/")
     assert response.status == 200
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     wait_until_rendered(tab.page)
 
-    assert tab.page.text_content("#health") == "ok"
-    assert tab.page.text_content("#items") == str(listing["total"])
-    assert "seen by chromium" in tab.page.inner_text("#item-list")
+
+def assert_styled_without_violations(tab):
     # style.css applied: proof that the policy let the stylesheet in.
     assert (
         tab.page.evaluate("getComputedStyle(document.querySelector('output')).fontWeight") == "700"
     )
     assert tab.violations() == []
     assert tab.csp_messages() == []
-    errors = [text for text in tab.console if "rror" in text]
-    assert errors == [], tab.console
+
+
+def test_without_a_token_the_page_shows_the_status_and_says_a_token_is_needed(hardened_stack, tab):
+    """Anonymous reads off: the list of items answers 401, and the page says why
+    instead of a count; the service status is shown; no CSP violation at all."""
+    hardened_stack.request("POST", "/api/v1/items", {"title": "not for anonymous eyes"})
+    assert hardened_stack.fetch("GET", ITEMS_URL, token=None).status == 401
+
+    open_page(tab, hardened_stack)
+    assert tab.page.text_content("#health") == "ok"
+    said = tab.page.text_content("#items")
+    assert not re.fullmatch(r"\s*\d+\s*", said), said
+    assert "token" in said.lower(), said
+    assert tab.page.inner_text("#item-list").strip() == ""
+    assert "not for anonymous eyes" not in tab.page.content()
+    assert_styled_without_violations(tab)
+    # The one console error is the browser's note of the 401 itself.
+    assert tab.errors_besides((401, hardened_stack.base_url + ITEMS_URL)) == [], tab.console
+
+
+def test_with_anonymous_reads_the_page_lists_the_items(reads_stack, tab):
+    reads_stack.request("POST", "/api/v1/items", {"title": "seen by chromium"})
+    _, listing = reads_stack.request("GET", ITEMS_URL, token=None)
+
+    open_page(tab, reads_stack)
+    assert tab.page.text_content("#health") == "ok"
+    assert tab.page.text_content("#items") == str(listing["total"])
+    assert "seen by chromium" in tab.page.inner_text("#item-list")
+    assert_styled_without_violations(tab)
+    assert tab.errors_besides() == [], tab.console
 
 
 @pytest.fixture
