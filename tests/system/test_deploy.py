@@ -2,7 +2,9 @@
 
 setup-user.sh creates a real system account, install.sh builds a real venv
 from the system python3, and then both servers run as that account with the
-command lines and env file of the systemd units. Every account, directory and
+command lines and env files of the systemd units: the internal service gets
+the root-only admin.env too, the API does not. root then makes an API token
+with the admin command as the installed wrapper runs it, and the API takes it. Every account, directory and
 process made here is removed afterwards, and names are unique per run.
 
 Paths go below a fresh directory in /tmp (both scripts take --root), which
@@ -10,6 +12,7 @@ the service account can traverse: pytest's own temporary directories are
 private to root.
 """
 
+import json
 import os
 import pwd
 import secrets
@@ -18,8 +21,10 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -36,6 +41,7 @@ PROJECT = default_answers()["project"]
 PACKAGE = default_answers()["__package"]
 PREFIX = PACKAGE.upper()
 SYSTEM_PYTHON = "/usr/bin/python3"
+UNITS = ("internal", "api")
 
 
 def owner_and_mode(path):
@@ -190,77 +196,141 @@ def started():
                 stream.close()
 
 
+def installed_paths(root):
+    """Where install.sh puts things, below root."""
+    etc = root / "etc" / PROJECT
+    return SimpleNamespace(
+        opt=root / "opt" / PROJECT,
+        etc=etc,
+        state=root / "var/lib" / PROJECT,
+        env_file=etc / f"{PROJECT}.env",
+        admin_env=etc / "admin.env",
+        wrapper=root / "usr/local/sbin" / f"{PROJECT}-admin",
+        units=root / "etc/systemd/system",
+        nginx=root / "etc/nginx",
+    )
+
+
+def check_installed_files(default_project, paths, account):
+    """The env files with their secrets, the admin wrapper, units, site and snippets;
+    returns the values of both env files."""
+    assert owner_and_mode(paths.env_file) == f"root:{account} 640"
+    values = env_file_values(paths.env_file)
+    assert len(values[f"{PREFIX}_INTERNAL_TOKEN"]) >= 32
+    # The admin secret: root's alone, strong, and not the API's secret.
+    assert owner_and_mode(paths.admin_env) == "root:root 600"
+    admin = env_file_values(paths.admin_env)
+    assert list(admin) == [f"{PREFIX}_ADMIN_TOKEN"], admin
+    assert len(admin[f"{PREFIX}_ADMIN_TOKEN"]) >= 32
+    assert admin[f"{PREFIX}_ADMIN_TOKEN"] != values[f"{PREFIX}_INTERNAL_TOKEN"]
+    assert owner_and_mode(paths.wrapper) == "root:root 755"
+    for unit in (f"{PROJECT}-api.service", f"{PROJECT}-internal.service"):
+        expected = (default_project / "deploy/systemd" / unit).read_text()
+        assert (paths.units / unit).read_text() == expected
+    site = paths.nginx / "sites-enabled" / f"{PROJECT}.conf"
+    assert site.is_symlink() and site.resolve().is_file()
+    for scheme in ("https", "http"):
+        snippet = paths.nginx / "snippets" / f"{PROJECT}-headers-{scheme}.conf"
+        assert owner_and_mode(snippet) == "root:root 644"
+        assert "add_header X-Content-Type-Options" in snippet.read_text()
+    return values, admin
+
+
+def admin_command(paths):
+    """What the wrapper runs, as it runs it: both env files sourced, then the venv's
+    console script (its path mapped below the test root)."""
+    lines = paths.wrapper.read_text().splitlines()
+    assert lines[0] == "#!/bin/sh"
+    assert f". /etc/{PROJECT}/{PROJECT}.env" in lines and f". /etc/{PROJECT}/admin.env" in lines
+    assert (
+        lines.index("set -a") < lines.index(f". /etc/{PROJECT}/admin.env") < lines.index("set +a")
+    )
+    execs = [line for line in lines if line.startswith("exec ")]
+    assert execs == [f'exec /opt/{PROJECT}/venv/bin/{PROJECT}-admin "$@"'], lines
+    console_script = Path(str(paths.opt) + execs[0].split()[1].removeprefix(f"/opt/{PROJECT}"))
+    assert console_script.is_file() and os.access(console_script, os.X_OK)
+    return [str(console_script)]
+
+
+def unit_command(default_project, name, paths, account):
+    """ExecStart= of a unit, with the paths below the test root."""
+    unit = Unit(default_project / f"deploy/systemd/{PROJECT}-{name}.service")
+    assert unit.assignments("Service", "User") in ([account], [default_answers()["service_user"]])
+    command = shlex.split(unit.assignments("Service", "ExecStart")[0].lstrip("-@:+!"))
+    command[0] = command[0].replace(f"/opt/{PROJECT}", str(paths.opt))
+    return command
+
+
+def start_as_account(started, command, account, env):
+    started.append(
+        subprocess.Popen(
+            as_user(command, account, confined=True),
+            env=env,
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    )
+
+
+def post_item(base, title, token=None):
+    """POST an item; the status (an error status too)."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    body = json.dumps({"title": title}).encode()
+    request = urllib.request.Request(base + "/api/v1/items", data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # loopback only
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 def test_install_then_both_servers_run_confined_as_the_service_account(
     default_project, scripts, deploy_root, account, started
 ):
     install = [scripts["install"], "--root", deploy_root, "--user", account]
     first = run(install, timeout=900, check=False)
     assert first.returncode == 0, first.stdout + first.stderr
-
-    opt = deploy_root / "opt" / PROJECT
-    etc = deploy_root / "etc" / PROJECT
-    state = deploy_root / "var/lib" / PROJECT
-    env_file = etc / f"{PROJECT}.env"
-    venv_python = opt / "venv/bin/python"
+    paths = installed_paths(deploy_root)
     # The venv's interpreter is the system one, which ProtectHome leaves visible.
-    assert os.path.realpath(venv_python).startswith("/usr/")
-    assert owner_and_mode(env_file) == f"root:{account} 640"
-    values = env_file_values(env_file)
-    token = values[f"{PREFIX}_INTERNAL_TOKEN"]
-    assert len(token) >= 32
-    units = deploy_root / "etc/systemd/system"
-    for unit in (f"{PROJECT}-api.service", f"{PROJECT}-internal.service"):
-        assert (units / unit).read_text() == (default_project / "deploy/systemd" / unit).read_text()
-    site = deploy_root / "etc/nginx/sites-enabled" / f"{PROJECT}.conf"
-    assert site.is_symlink() and site.resolve().is_file()
+    assert os.path.realpath(paths.opt / "venv/bin/python").startswith("/usr/")
+    values, admin = check_installed_files(default_project, paths, account)
 
     second = run(install, timeout=900, check=False)
     assert second.returncode == 0, second.stdout + second.stderr
     assert not [line for line in second.stdout.splitlines() if line.startswith("change:")]
     assert second.stdout.splitlines()[-1].startswith("nothing to change")
-    assert env_file_values(env_file)[f"{PREFIX}_INTERNAL_TOKEN"] == token
+    assert env_file_values(paths.env_file) == values
+    assert env_file_values(paths.admin_env) == admin
 
-    # The units' command lines and env file, with the paths below the test root
-    # and free ports instead of the defaults.
+    # The units' command lines and env files, as systemd passes them: both files to
+    # the internal service, only the first to the API. Free ports, not the defaults.
     ports = {"PUBLIC_PORT": free_port(), "INTERNAL_PORT": free_port()}
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **values}
     env.update({f"{PREFIX}_{key}": str(value) for key, value in ports.items()})
-    commands = {}
-    for name in ("internal", "api"):
-        unit = Unit(default_project / f"deploy/systemd/{PROJECT}-{name}.service")
-        assert unit.assignments("Service", "User") in (
-            [account],
-            [default_answers()["service_user"]],
-        )
-        command = shlex.split(unit.assignments("Service", "ExecStart")[0].lstrip("-@:+!"))
-        command[0] = command[0].replace(f"/opt/{PROJECT}", str(opt))
-        commands[name] = command
-    for name in ("internal", "api"):
-        started.append(
-            subprocess.Popen(
-                as_user(commands[name], account, confined=True),
-                env=env,
-                cwd="/",
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
+    commands = {name: unit_command(default_project, name, paths, account) for name in UNITS}
+    start_as_account(started, commands["internal"], account, {**env, **admin})
+    start_as_account(started, commands["api"], account, env)
     base = f"http://127.0.0.1:{ports['PUBLIC_PORT']}"
     wait_ready(base + "/api/v1/ready", started)
 
-    # It serves, and keeps its data in the state directory.
-    request = urllib.request.Request(
-        base + "/api/v1/items",
-        data=b'{"title": "written by the service account"}',
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:  # loopback only
-        assert answer.status == 201
+    # root makes a token with the wrapper's command; the API takes it, and nothing without.
+    made = run(
+        [*admin_command(paths), "tokens", "create", "--name", "deploy test",
+         "--scope", "items:read", "--scope", "items:write"],
+        env={**env, **admin}, cwd="/", timeout=60,
+    )  # fmt: skip
+    token = made.stdout.splitlines()[-1]
+    assert post_item(base, "refused without a token") == 401
+    assert post_item(base, "written by the service account", token) == 201
+
+    # It keeps its data in the state directory.
     uid = pwd.getpwnam(account).pw_uid
-    written = [path for path in state.rglob("*") if path.is_file()]
+    written = [path for path in paths.state.rglob("*") if path.is_file()]
     assert written and all(path.stat().st_uid == uid for path in written)
 
     # Its processes run with its uid, every gunicorn worker included.
@@ -269,24 +339,30 @@ def test_install_then_both_servers_run_confined_as_the_service_account(
         assert {p.uids().real for p in tree} == {uid}
         assert {p.uids().effective for p in tree} == {uid}
 
-    # What it may and may not touch.
+    check_what_the_account_may_touch(deploy_root, paths, account)
+
+
+def check_what_the_account_may_touch(deploy_root, paths, account):
     secret = deploy_root / "someone-elses.txt"
     secret.write_text("not for the service\n")
     secret.chmod(0o600)
     package_dir = run(
-        [venv_python, "-c", f"import {PACKAGE}, os; print(os.path.dirname({PACKAGE}.__file__))"],
+        [paths.opt / "venv/bin/python", "-c",
+         f"import {PACKAGE}, os; print(os.path.dirname({PACKAGE}.__file__))"],
         check=False,
-    )
+    )  # fmt: skip
     probes = {
-        "write the state directory": (f"touch {state}/probe", True),
-        "write the code": (f"touch {opt}/probe", False),
+        "write the state directory": (f"touch {paths.state}/probe", True),
+        "write the code": (f"touch {paths.opt}/probe", False),
         "change the installed package": (
             f"echo x >> {package_dir.stdout.strip()}/__init__.py",
             False,
         ),
-        "write the configuration": (f"touch {etc}/probe", False),
-        "change the env file": (f"echo x >> {env_file}", False),
-        "read the env file": (f"cat {env_file} > /dev/null", True),
+        "write the configuration": (f"touch {paths.etc}/probe", False),
+        "change the env file": (f"echo x >> {paths.env_file}", False),
+        "read the env file": (f"cat {paths.env_file} > /dev/null", True),
+        "read the admin secret": (f"cat {paths.admin_env} > /dev/null", False),
+        "change the admin command": (f"echo x >> {paths.wrapper}", False),
         "read another account's file": (f"cat {secret}", False),
         "read /etc/shadow": ("cat /etc/shadow", False),
     }
