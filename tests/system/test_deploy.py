@@ -4,8 +4,9 @@ setup-user.sh creates a real system account, install.sh builds a real venv
 from the system python3, and then both servers run as that account with the
 command lines and env files of the systemd units: the internal service gets
 the root-only admin.env too, the API does not. root then makes an API token
-with the admin command as the installed wrapper runs it, and the API takes it. Every account, directory and
-process made here is removed afterwards, and names are unique per run.
+with the admin command as the installed wrapper runs it, and the API takes it.
+Every account, directory and process made here is removed afterwards, and
+names are unique per run.
 
 Paths go below a fresh directory in /tmp (both scripts take --root), which
 the service account can traverse: pytest's own temporary directories are
