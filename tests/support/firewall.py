@@ -11,7 +11,8 @@ The server listens on the public ports, on the internal port (bound to its
 own addresses, as the internal service would be) and on decoy ports bound to
 the wildcard addresses: a port that turns up filtered is filtered by the
 firewall, not merely closed. Inside it runs the generated internal service
-with mutual TLS and the API (RealStack).
+with mutual TLS and the API (RealStack); the admin command, with the admin
+secret, mints the API token that the API's callers and the trusted client send.
 """
 
 import contextlib
@@ -63,17 +64,32 @@ def listener_specs(internal=True):
 
 
 # Run in the trusted client's namespace: the project's own client with its
-# certificate and the token, then two clients that lack one of the two factors.
+# certificate and the token, on behalf of a caller with an API token; then the
+# same connection without an API token, and asking for an admin operation; then
+# two clients that lack one of the two factors of the connection.
 MTLS_CLIENT = r"""
 import json, socket, ssl, sys
 
-package, host, port, ca, cert, key = sys.argv[1:7]
+package, host, port, ca, cert, key, api_token = sys.argv[1:8]
 config = __import__(package + ".config", fromlist=["load"])
+contract = __import__(package + ".contract", fromlist=["tokens"])
 client_module = __import__(package + ".internal_client", fromlist=["InternalClient"])
 protocol = __import__(package + ".protocol", fromlist=["MessageSocket"])
 results = {}
 client = client_module.InternalClient.from_settings(config.load())
+client.caller = {"token": api_token}
 results["cert_and_token"] = client.items.list(limit=5)
+
+def refusal(call):
+    try:
+        call()
+    except client_module.InternalError as exc:
+        return exc.code
+    return "served"
+
+client.caller = None
+results["no_api_token"] = refusal(lambda: client.items.list(limit=5))
+results["admin_on_api_connection"] = refusal(lambda: client.call(contract.tokens.list))
 client.close()
 
 def exchange(context, first_message):
@@ -120,6 +136,9 @@ class RealStack:
         self.tls = work / "tls"
         self.processes = []
         self.token = secrets.token_urlsafe(32)
+        self.admin_token = secrets.token_urlsafe(32)
+        # The API token the API's callers and the trusted client send; minted in start().
+        self.api_token = None
         self.state = work / "state"
 
     def pki(self, *args):
@@ -158,6 +177,7 @@ class RealStack:
                 STATE_DIR=self.state,
                 INTERNAL_TLS_CERT=self.tls / "server.crt",
                 INTERNAL_TLS_KEY=self.tls / "server.key",
+                ADMIN_TOKEN=self.admin_token,
             )
             self._popen([sys.executable, "-m", f"{self.package}.internal"], env)
         env = self.client_env("api", server.v4)
@@ -167,7 +187,21 @@ class RealStack:
         )
         if not wait_for(lambda: self.api("GET", "/api/v1/ready")[0] == 200, 30, 0.2):
             pytest.fail(f"the real stack did not get ready: {self.logs()}")
+        self.api_token = self.mint("items:read", "items:write")
         return self
+
+    def mint(self, *scopes):
+        """An API token from the admin command, run in the server over mutual TLS
+        (the API's client certificate) with the admin secret: its stdout's last line."""
+        env = self.client_env("api", self.topo.address("server", 4))
+        env[f"{PREFIX}_ADMIN_TOKEN"] = self.admin_token
+        args = [arg for scope in scopes for arg in ("--scope", scope)]
+        made = self.topo.run(
+            "server", sys.executable, "-m", f"{self.package}.admin",
+            "tokens", "create", "--name", "netns", *args,
+            env=env, cwd=self.state.parent, timeout=60,
+        )  # fmt: skip
+        return made.stdout.splitlines()[-1]
 
     def _popen(self, args, env):
         log = open(self.state.parent / f"stack-{len(self.processes)}.log", "w")  # noqa: SIM115
@@ -178,11 +212,15 @@ class RealStack:
         self.processes.append(process)
 
     def api(self, method, path, body=None):
-        """curl-like request to the API on the server's loopback, from inside the server."""
+        """curl-like request to the API on the server's loopback, from inside the server,
+        with the API token once there is one."""
         code = (
             "import json, sys, urllib.request\n"
+            "headers = {'Content-Type': 'application/json'}\n"
+            "if sys.argv[4]:\n"
+            "    headers['Authorization'] = 'Bearer ' + sys.argv[4]\n"
             "request = urllib.request.Request(sys.argv[1], data=sys.argv[3].encode() or None,"
-            " method=sys.argv[2], headers={'Content-Type': 'application/json'})\n"
+            " method=sys.argv[2], headers=headers)\n"
             "try:\n"
             "    answer = urllib.request.urlopen(request, timeout=5)\n"
             "    print(answer.status, answer.read().decode())\n"
@@ -200,6 +238,7 @@ class RealStack:
             url,
             method,
             json.dumps(body) if body is not None else "",
+            self.api_token or "",
             check=False,
         )
         status, _, text = proc.stdout.strip().partition(" ")
@@ -219,6 +258,7 @@ class RealStack:
             self.tls / "ca.crt",
             self.tls / "client-trusted.crt",
             self.tls / "client-trusted.key",
+            self.api_token,
             env=env,
             check=False,
             timeout=60,

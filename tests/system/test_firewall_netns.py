@@ -136,8 +136,10 @@ def test_full_port_scan_finds_exactly_the_whitelist(firewalled, source, family, 
 @pytest.mark.parametrize("family", [4, 6])
 def test_internal_port_only_for_the_trusted_client_over_mutual_tls(firewalled, family):
     """The outsider's connect to the internal port times out. The trusted client
-    completes the mutual-TLS handshake with its certificate, sends the token and
-    gets data; without a certificate, or with one and no token, it gets nothing."""
+    completes the mutual-TLS handshake with its certificate, sends the token and,
+    on behalf of a caller with an API token, gets data; for a caller without one it
+    gets 'unauthorized', and its connection may run no admin operation. Without a
+    certificate, or with one and no token, it gets nothing."""
     topo, stack = firewalled.topo, firewalled.stack
     server = topo.address("server", family)
     assert topo.probe("outsider", server, INTERNAL_PORT, 3.0) == "timeout"
@@ -147,6 +149,8 @@ def test_internal_port_only_for_the_trusted_client_over_mutual_tls(firewalled, f
     results = stack.trusted_client(family)
     titles = [item["title"] for item in results["cert_and_token"]["items"]]
     assert f"seen over IPv{family}" in titles
+    assert results["no_api_token"] == "unauthorized", results
+    assert results["admin_on_api_connection"] == "forbidden", results
     # TLS 1.3 ends the handshake before the server has judged the certificate,
     # so the refusal arrives as the server's alert on the first read.
     assert "CERTIFICATE_REQUIRED" in str(results["no_cert"]), results["no_cert"]
