@@ -65,30 +65,48 @@ def long_functions(source_dir):
     return found
 
 
-def env_token(project_path, package):
-    """The internal token line of the generated .env, checked for its form."""
+SECRET = re.compile(r"[A-Za-z0-9_-]{32,}")
+
+
+def env_secrets(project_path, package):
+    """The generated .env's two secrets, checked for their form:
+    {"INTERNAL_TOKEN": ..., "ADMIN_TOKEN": ...}."""
     env_file = project_path / ".env"
     assert env_file.is_file(), ".env was not generated"
     mode = stat.S_IMODE(env_file.stat().st_mode)
     assert mode == 0o600, f".env has mode {mode:o}, not 600"
-    name = f"{package.upper()}_INTERNAL_TOKEN"
     lines = env_file.read_text("utf-8").splitlines()
     assert lines[0].startswith("#"), "the .env should open with a comment line"
-    values = [line.split("=", 1)[1] for line in lines if line.startswith(f"{name}=")]
-    assert len(values) == 1, f"{name} should be set exactly once in .env"
-    assert re.fullmatch(r"[A-Za-z0-9_-]{32,}", values[0]), "token too short"
-    return values[0]
+    secrets = {}
+    for key in ("INTERNAL_TOKEN", "ADMIN_TOKEN"):
+        name = f"{package.upper()}_{key}"
+        values = [line.split("=", 1)[1] for line in lines if line.startswith(f"{name}=")]
+        assert len(values) == 1, f"{name} should be set exactly once in .env"
+        assert SECRET.fullmatch(values[0]), f"{name}: too short, or not URL-safe base64"
+        secrets[key] = values[0]
+    # The API drops the admin secret; the same value would hand it the admin's powers.
+    assert secrets["ADMIN_TOKEN"] != secrets["INTERNAL_TOKEN"]
+    return secrets
 
 
-@pytest.mark.parametrize(
-    ("harden", "firewall", "trusted_clients"),
-    COMBINATIONS,
-    ids=COMBINATION_IDS,
-)
-def test_every_option_combination_bakes_a_clean_project(cookies, harden, firewall, trusted_clients):
-    result = bake_ok(cookies, harden=harden, firewall=firewall, trusted_clients=trusted_clients)
+def anonymous_reads_default(project, package):
+    """The ANONYMOUS_READS default baked into config.py, and the one README's table gives."""
+    config = (project / "src" / package / "config.py").read_text("utf-8")
+    baked = re.findall(r'^\s*"ANONYMOUS_READS": (True|False),$', config, re.MULTILINE)
+    assert len(baked) == 1, "config.py should set the ANONYMOUS_READS default once"
+    readme = (project / "README.md").read_text("utf-8")
+    row = re.findall(rf"^\| `{package.upper()}_ANONYMOUS_READS` \| `(true|false)` \|", readme, re.M)
+    assert len(row) == 1, "README.md should give the ANONYMOUS_READS default once"
+    assert row[0] == baked[0].lower()
+    return baked[0] == "True"
+
+
+@pytest.mark.parametrize("answers", COMBINATIONS, ids=COMBINATION_IDS)
+def test_every_option_combination_bakes_a_clean_project(cookies, answers):
+    result = bake_ok(cookies, **answers)
     project = result.project_path
     package = result.context["__package"]
+    firewall, trusted_clients = answers["firewall"], answers["trusted_clients"]
 
     # Nothing of the template language is left over.
     unrendered = copy_without_render_patterns(result.context)
@@ -120,7 +138,7 @@ def test_every_option_combination_bakes_a_clean_project(cookies, harden, firewal
         assert code == 0, f"shellcheck failed:\n{output}"
 
     # The secrets exist, private, and are never committed.
-    env_token(project, package)
+    env_secrets(project, package)
     gitignore = (project / ".gitignore").read_text("utf-8").splitlines()
     assert {".env", "/.env"} & {line.strip() for line in gitignore}
 
@@ -130,6 +148,9 @@ def test_every_option_combination_bakes_a_clean_project(cookies, harden, firewal
         present = (firewall_dir / backend).exists()
         assert present == (backend == firewall), f"deploy/firewall/{backend}"
 
+    # Anonymous reads are what was answered, and nothing else.
+    assert anonymous_reads_default(project, package) is answers["anonymous_reads"]
+
     # The trusted clients made it into the project.
     if trusted_clients:
         everything = "\n".join(text for _, text in text_files(project))
@@ -137,25 +158,27 @@ def test_every_option_combination_bakes_a_clean_project(cookies, harden, firewal
         assert "2001:db8::/64" in everything
 
 
-def test_each_bake_gets_its_own_token(cookies):
+def test_each_bake_gets_its_own_secrets(cookies):
     first = bake_ok(cookies)
     second = bake_ok(cookies)
     package = first.context["__package"]
-    first_token = env_token(first.project_path, package)
-    second_token = env_token(second.project_path, package)
-    assert first_token != second_token
+    first_secrets = env_secrets(first.project_path, package)
+    second_secrets = env_secrets(second.project_path, package)
+    for key in ("INTERNAL_TOKEN", "ADMIN_TOKEN"):
+        assert first_secrets[key] != second_secrets[key], key
 
 
-def test_regenerating_over_a_project_keeps_its_token(run_cookiecutter):
-    """cookiecutter -f over an existing project: the running token stays valid."""
+def test_regenerating_over_a_project_keeps_its_secrets(run_cookiecutter):
+    """cookiecutter -f over an existing project: the running token and the admin
+    secret stay valid."""
     first = run_cookiecutter()
     assert first.returncode == 0, first
     project = first.output_dir / "myservice"
-    token = env_token(project, "myservice")
+    secrets = env_secrets(project, "myservice")
     (project / ".env").chmod(0o644)
     again = run_cookiecutter(flags=["--overwrite-if-exists"], output_dir=first.output_dir)
     assert again.returncode == 0, again
-    assert env_token(project, "myservice") == token
+    assert env_secrets(project, "myservice") == secrets
     assert again.stderr.strip().splitlines() == ["kept the existing .env and its token"]
 
 

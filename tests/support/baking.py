@@ -19,11 +19,43 @@ from support.processes import clean_env, run
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent.parent
 COOKIECUTTER_JSON = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text("utf-8"))
 
-# Every combination of the options that change what is generated.
+# The options that change what is generated, and the values tried of each.
 FIREWALLS = COOKIECUTTER_JSON["firewall"]
 TRUSTED_CLIENTS = ["", "192.0.2.10, 2001:db8::/64"]
-COMBINATIONS = list(itertools.product([True, False], FIREWALLS, TRUSTED_CLIENTS))
-COMBINATION_IDS = [f"harden={h}-{f}-trusted={'yes' if t else 'none'}" for h, f, t in COMBINATIONS]
+OPTIONS = {
+    "harden": [True, False],
+    "firewall": FIREWALLS,
+    "trusted_clients": TRUSTED_CLIENTS,
+    "anonymous_reads": [False, True],
+}
+
+
+def combination_id(answers):
+    """A readable test id: harden=True-nftables-trusted=none-anonymous_reads=False."""
+    parts = []
+    for name, value in answers.items():
+        if name == "firewall":
+            parts.append(value)
+        elif name == "trusted_clients":
+            parts.append(f"trusted={'yes' if value else 'none'}")
+        else:
+            parts.append(f"{name}={value}")
+    return "-".join(parts)
+
+
+def combinations(*names):
+    """Every combination of the named options (default: all of OPTIONS), as answer
+    dicts, and their test ids."""
+    names = names or tuple(OPTIONS)
+    found = [
+        dict(zip(names, values, strict=True))
+        for values in itertools.product(*(OPTIONS[name] for name in names))
+    ]
+    return found, [combination_id(answers) for answers in found]
+
+
+# Every combination of the options that change what is generated.
+COMBINATIONS, COMBINATION_IDS = combinations()
 
 
 def default_answers(**overrides):

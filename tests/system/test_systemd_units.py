@@ -13,7 +13,10 @@ running systemd and no root:
 
 The claims the security model relies on (user, read-only file system,
 writable state directory only, no capabilities, IP allow lists, system call
-filter, no --user for gunicorn) are checked by reading the unit files.
+filter, no --user for gunicorn, the admin secret's file named by the internal
+unit alone and hidden from the API) are checked by reading the unit files.
+
+anonymous_reads changes no unit: the combinations are those of the other options.
 """
 
 import re
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from support.baking import COMBINATION_IDS, COMBINATIONS, bake_ok
+from support.baking import bake_ok, combinations
 from support.processes import clean_env, run
 from support.systemd import Unit
 from support.tools import tool
@@ -39,6 +42,9 @@ SOCKET = f"{PROJECT}-internal.socket"
 UNITS = (API, INTERNAL, SOCKET)
 VENV_BIN = Path("/opt") / PROJECT / "venv" / "bin"
 STATE_DIR = f"/var/lib/{PROJECT}"
+ENV_FILE = f"/etc/{PROJECT}/{PROJECT}.env"
+ADMIN_ENV = f"/etc/{PROJECT}/admin.env"
+UNIT_COMBINATIONS, UNIT_COMBINATION_IDS = combinations("harden", "firewall", "trusted_clients")
 
 # Highest overall exposure systemd-analyze security may report.
 MAX_EXPOSURE = {API: 1.0, INTERNAL: 0.5}
@@ -112,14 +118,8 @@ def trusted_entries(trusted_clients):
 # ---------------------------------------------------------------- the test
 
 
-@pytest.mark.parametrize(
-    ("harden", "firewall", "trusted_clients"),
-    COMBINATIONS,
-    ids=COMBINATION_IDS,
-)
-def test_units_verify_clean_and_are_sandboxed(
-    cookies, tmp_path, capsys, harden, firewall, trusted_clients
-):
+@pytest.mark.parametrize("answers", UNIT_COMBINATIONS, ids=UNIT_COMBINATION_IDS)
+def test_units_verify_clean_and_are_sandboxed(cookies, tmp_path, capsys, answers):
     tool("systemd-analyze", "systemd")
     result = bake_ok(
         cookies,
@@ -127,10 +127,10 @@ def test_units_verify_clean_and_are_sandboxed(
         service_user=SERVICE_USER,
         public_port=PUBLIC_PORT,
         internal_port=INTERNAL_PORT,
-        harden=harden,
-        firewall=firewall,
-        trusted_clients=trusted_clients,
+        **answers,
     )
+    harden, firewall = answers["harden"], answers["firewall"]
+    trusted_clients = answers["trusted_clients"]
     project = result.project_path
     unit_files = sorted(path.name for path in (project / "deploy/systemd").iterdir())
     assert unit_files == sorted(UNITS)
@@ -212,7 +212,6 @@ def check_unit_structure(unit_dir, clients):
         ], name
         assert value("SystemCallArchitectures") == "native", name
         assert items("IPAddressDeny") == ["any"], name
-        assert value("EnvironmentFile") == f"/etc/{PROJECT}/{PROJECT}.env", name
         assert value("WorkingDirectory") == "/", name
         assert value("RuntimeDirectory") == PROJECT, name
         assert value("RuntimeDirectoryMode") == "0750", name
@@ -232,6 +231,9 @@ def check_unit_structure(unit_dir, clients):
     assert api.items("Service", "ReadWritePaths") == []
     assert api.items("Service", "StateDirectory") == []
     assert api.items("Service", "IPAddressAllow") == ["localhost"]
+    # The settings, and never the admin secret: its file is not even visible inside.
+    assert api.assignments("Service", "EnvironmentFile") == [ENV_FILE]
+    assert api.items("Service", "InaccessiblePaths") == [f"-{ADMIN_ENV}"]
     assert SOCKET in api.items("Unit", "After")
     assert SOCKET in api.items("Unit", "Wants")
 
@@ -243,6 +245,9 @@ def check_unit_structure(unit_dir, clients):
         f"{PACKAGE}.internal",
     ]
     assert internal.items("Service", "ReadWritePaths") == [STATE_DIR]
+    # The settings, then the admin secret, from the root-only file systemd reads for it.
+    assert internal.assignments("Service", "EnvironmentFile") == [ENV_FILE, ADMIN_ENV]
+    assert ADMIN_ENV not in " ".join(internal.items("Service", "InaccessiblePaths"))
     assert internal.value("Service", "StateDirectory") == PROJECT
     assert internal.value("Service", "StateDirectoryMode") == "0750"
     assert internal.value("Service", "PrivateNetwork") == "yes"
