@@ -16,13 +16,15 @@ SUITE_TIMEOUT = 1800
 
 CASES = {
     "defaults": {},
-    "ufw-no-harden-trusted-other-ports": {
+    # Also the one case with anonymous reads on: GETs without a token, writes with one.
+    "ufw-no-harden-trusted-other-ports-anonymous-reads": {
         "harden": False,
         "firewall": "ufw",
         "trusted_clients": "192.0.2.10, 2001:db8::/64",
         "public_port": "9080",
         "internal_port": "9081",
         "ssh_port": "2222",
+        "anonymous_reads": True,
     },
 }
 

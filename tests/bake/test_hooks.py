@@ -205,7 +205,11 @@ def test_a_bad_project_is_not_reported_again_for_what_derives_from_it(
 # runs, so on the command line these never reach the hook ...
 @pytest.mark.parametrize(
     ("variable", "answer"),
-    [("harden", "harden=maybe"), ("firewall", "firewall=pf")],
+    [
+        ("harden", "harden=maybe"),
+        ("anonymous_reads", "anonymous_reads=maybe"),
+        ("firewall", "firewall=pf"),
+    ],
 )
 def test_bad_boolean_or_choice_on_command_line_is_refused(run_cookiecutter, variable, answer):
     result = run_cookiecutter(answer)
@@ -223,6 +227,12 @@ def test_bad_boolean_or_choice_on_command_line_is_refused(run_cookiecutter, vari
         ("harden", "true"),
         ("harden", 1),
         ("harden", None),
+        ("anonymous_reads", "false"),
+        ("anonymous_reads", "true"),
+        ("anonymous_reads", "yes"),
+        ("anonymous_reads", 0),
+        ("anonymous_reads", None),
+        ("anonymous_reads", [True]),
         ("firewall", "pf"),
         ("firewall", "NFTABLES"),
         ("firewall", ["nftables"]),
@@ -235,8 +245,18 @@ def test_bad_boolean_or_choice_on_command_line_is_refused(run_cookiecutter, vari
 def test_bad_value_from_replay_file_is_refused_by_the_hook(run_cookiecutter, variable, value):
     result = run_cookiecutter(replay=default_answers(**{variable: value}))
     assert result.returncode != 0, result
-    assert len(result.error_lines(variable)) == 1, result
+    lines = result.error_lines(variable)
+    assert len(lines) == 1, result
+    # It shows the value as given (a string "false" is not the boolean false).
+    assert lines[0].startswith(f"error: {variable}={value!r} must "), result
     assert result.left_behind() == [], result
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_a_boolean_anonymous_reads_from_a_replay_file_is_accepted(run_cookiecutter, value):
+    result = run_cookiecutter(replay=default_answers(anonymous_reads=value))
+    assert result.returncode == 0, result
+    assert result.left_behind() == ["myservice"], result
 
 
 def test_unusual_but_valid_answers_are_accepted(run_cookiecutter):
