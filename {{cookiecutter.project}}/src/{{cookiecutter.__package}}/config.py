@@ -6,6 +6,8 @@ startup.py, which also refuses a bad value with one line; no other module
 reads the environment.
 """
 
+import logging
+import math
 import os
 from pathlib import Path
 
@@ -54,8 +56,15 @@ DEFAULTS = {
     # a connection idle for IDLE_TIMEOUT seconds is closed.
     "INTERNAL_READ_TIMEOUT": 5.0,
     "INTERNAL_IDLE_TIMEOUT": 300.0,
+    # A new connection must complete TLS (if on) and show its secret within this
+    # many seconds, or it is closed: a peer without the secret holds a slot briefly.
+    "INTERNAL_AUTH_TIMEOUT": 3.0,
     # Largest message in bytes: the most the service buffers for one message.
     "INTERNAL_MAX_MESSAGE": 1048576,
+    # Connections the internal service keeps at once, authenticated or not. The
+    # API needs one per worker (thread); the rest is room for restarts and the
+    # admin command. Past it a new connection is closed at once.
+    "INTERNAL_MAX_CONNECTIONS": 64,
     # Comma-separated addresses or CIDRs of other hosts allowed to reach the
     # internal service. Empty means this host only (loopback).
     "TRUSTED_CLIENTS": {{ cookiecutter.__trusted_clients | replace(' ', ',') | tojson }},
@@ -80,6 +89,32 @@ DEFAULTS = {
 PROXY_ADDRESSES = ("127.0.0.1", "::1")
 
 
+# The range of every numeric setting: a finite number within these bounds, so
+# that no value (NaN, Infinity, 0, 1e300) can start a server that cannot work.
+RANGES = {
+    "PUBLIC_PORT": (1, 65535),
+    "INTERNAL_PORT": (1, 65535),
+    "PROXY_HOPS": (0, 10),
+    # A worker is a process with its own connection; more than this on one host
+    # is a typo, and forking thousands would take the host down.
+    "WORKERS": (1, 64),
+    "INTERNAL_CONNECT_TIMEOUT": (0.05, 60.0),
+    "INTERNAL_TIMEOUT": (0.05, 600.0),
+    "INTERNAL_READ_TIMEOUT": (0.05, 600.0),
+    "INTERNAL_IDLE_TIMEOUT": (1.0, 86400.0),
+    "INTERNAL_AUTH_TIMEOUT": (0.05, 60.0),
+    # The first message, with the secret, must fit; 64 MiB is past any page of rows.
+    "INTERNAL_MAX_MESSAGE": (4096, 64 * 1024 * 1024),
+    "INTERNAL_MAX_CONNECTIONS": (4, 4096),
+    "MAX_CONTENT_LENGTH": (1024, 64 * 1024 * 1024),
+    "AUTH_FAILURES": (1, 100000),
+    "AUTH_WINDOW": (1.0, 86400.0),
+    "TOKEN_DAYS": (1, 36500),
+    "TOKEN_MAX_DAYS": (1, 36500),
+}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 class SettingsError(ValueError):
     """A setting has a value of the wrong type or out of range."""
 
@@ -100,12 +135,43 @@ def _coerce(key, value):
         return value if isinstance(value, str) else os.environ[_env_name(key)]
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if isinstance(value, expected) and not isinstance(value, bool):
-        if value < 0 or (key.endswith("_PORT") and not 1 <= value <= 65535):
-            raise SettingsError(f"{_env_name(key)}={value!r} is out of range")
-        return value
-    kind = "an integer" if expected is int else "a number"
-    raise SettingsError(f"{_env_name(key)}={value!r} is not allowed: use {kind}")
+    if not isinstance(value, expected) or isinstance(value, bool):
+        kind = "an integer" if expected is int else "a number"
+        raise SettingsError(f"{_env_name(key)}={_shown(key)} is not allowed: use {kind}")
+    return _in_range(key, value)
+
+
+def _shown(key):
+    """The variable's value as it was written, for the one line that refuses it."""
+    return repr(os.environ.get(_env_name(key), ""))
+
+
+def _in_range(key, value):
+    low, high = RANGES[key]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SettingsError(f"{_env_name(key)}={_shown(key)} is not allowed: use {low} to {high}")
+    if not low <= value <= high:
+        raise SettingsError(f"{_env_name(key)}={_shown(key)} is out of range: use {low} to {high}")
+    return value
+
+
+def _checked_together(settings):
+    """The rules between settings, and the one text setting with a fixed set of values."""
+    level = settings["LOG_LEVEL"].upper()
+    if level not in LOG_LEVELS:
+        written = f"{_env_name('LOG_LEVEL')}={settings['LOG_LEVEL']!r}"
+        raise SettingsError(f"{written} is not one of {', '.join(LOG_LEVELS)}")
+    settings["LOG_LEVEL"] = level
+    if settings["TOKEN_DAYS"] > settings["TOKEN_MAX_DAYS"]:
+        raise SettingsError(
+            f"{_env_name('TOKEN_DAYS')}={settings['TOKEN_DAYS']} is more than"
+            f" {_env_name('TOKEN_MAX_DAYS')}={settings['TOKEN_MAX_DAYS']}"
+        )
+
+
+def log_level(settings):
+    """The logging module's number for LOG_LEVEL (already checked)."""
+    return logging.getLevelName(settings["LOG_LEVEL"])
 
 
 def load():
@@ -121,6 +187,7 @@ def load():
         )
     for key in DEFAULTS:
         settings[key] = _coerce(key, settings[key])
+    _checked_together(settings)
     if not settings["INTERNAL_ADDRESS"]:
         settings["INTERNAL_ADDRESS"] = join_host_port(
             settings["INTERNAL_BIND"], settings["INTERNAL_PORT"]

@@ -48,14 +48,23 @@ class MessageSocket:
     SO_SNDTIMEO on a blocking socket): a message then costs one recv and one
     send, where Python's socket timeouts add a poll() before each. A TLS
     socket keeps Python's timeouts, which OpenSSL needs.
+
+    The server starts a connection with tight limits (limits()) and widens
+    them once the peer has shown its secret: it reads no more than the limit
+    allows, so an unauthenticated peer never makes it buffer more than that.
     """
 
-    def __init__(self, sock, max_message, idle_timeout=None, read_timeout=None, timeout=None):
+    def __init__(
+        self, sock, max_message, idle_timeout=None, read_timeout=None, timeout=None, widest=None
+    ):
+        """WIDEST: the largest max_message limits() may set later (default max_message)."""
         self.sock = sock
         self.max_message = max_message
         self.idle_timeout = idle_timeout if idle_timeout is not None else timeout
         self.read_timeout = read_timeout
-        self._unpacker = msgpack.Unpacker(max_buffer_size=max_message, ext_hook=_refuse_extension)
+        self._unpacker = msgpack.Unpacker(
+            max_buffer_size=max(max_message, widest or 0), ext_hook=_refuse_extension
+        )
         # A Packer reuses its buffer; it is not shared between threads (one per connection).
         self._pack = msgpack.Packer().pack
         # Bytes fed in, and where the last whole message ended: more fed than
@@ -73,6 +82,14 @@ class MessageSocket:
             self._timeout = sock.gettimeout()
             if timeout is not None:
                 self._set_timeout(timeout)
+
+    def limits(self, max_message, idle_timeout, read_timeout):
+        """New limits from the next message on: size, wait for it, time to finish it."""
+        self.max_message = max_message
+        self.idle_timeout = idle_timeout
+        self.read_timeout = read_timeout
+        if self._kernel:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(read_timeout))
 
     def send(self, message):
         try:
@@ -127,7 +144,8 @@ class MessageSocket:
                     raise TimeoutError("message not completed in time")
                 self._set_timeout(remaining)
             try:
-                chunk = self.sock.recv(65536)
+                # Never more than one byte past the limit: that byte is what tells.
+                chunk = self.sock.recv(min(65536, self.max_message - pending + 1))
             except BlockingIOError:
                 # SO_RCVTIMEO ran out.
                 raise TimeoutError("no data in time") from None

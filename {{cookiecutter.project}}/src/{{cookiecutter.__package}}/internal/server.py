@@ -18,11 +18,11 @@ import os
 import socket
 import socketserver
 import ssl
-import threading
 
 from .. import tls
 from ..protocol import MessageSocket, ProtocolError
 from .access import Gate
+from .connections import AUTH_MAX, AcceptPause, Slots
 from .operations import OperationError
 from .runner import Runner
 
@@ -42,11 +42,8 @@ def inherited_socket():
 
 
 class Handler(socketserver.BaseRequestHandler):
-    def setup(self):
-        self.server.track(self.request, True)
-
     def finish(self):
-        self.server.track(self.request, False)
+        self.server.slots.release(self.request)
         if isinstance(self.request, ssl.SSLSocket):
             # socketserver closes the socket it accepted, which wrap_socket has
             # emptied: the TLS socket holding the connection is closed here.
@@ -58,13 +55,17 @@ class Handler(socketserver.BaseRequestHandler):
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if server.tls is not None and not self._start_tls():
             return
+        # Until it has shown a secret: one small message, within the auth deadline.
+        deadline = server.auth_timeout
         messages = MessageSocket(
-            self.request, server.max_message, server.idle_timeout, server.read_timeout
+            self.request, AUTH_MAX, deadline, deadline, widest=server.max_message
         )
         try:
             role = self._authenticate(messages)
             if role is None:
                 return
+            server.slots.authenticated(self.request)
+            messages.limits(server.max_message, server.idle_timeout, server.read_timeout)
             receive, send, dispatch = messages.receive, messages.send, server.dispatch
             while (request := receive()) is not None:
                 send(dispatch(request, role, self.client_address[0]))
@@ -77,8 +78,8 @@ class Handler(socketserver.BaseRequestHandler):
     def _start_tls(self):
         """The server side of the handshake, in this connection's own thread; False if it failed."""
         plain = self.request
-        # A client that never finishes the handshake is cut off like a slow message.
-        plain.settimeout(self.server.read_timeout)
+        # A client that never finishes the handshake is cut off at the auth deadline.
+        plain.settimeout(self.server.auth_timeout)
         try:
             conn = self.server.tls.wrap_socket(
                 plain, server_side=True, do_handshake_on_connect=False
@@ -86,7 +87,7 @@ class Handler(socketserver.BaseRequestHandler):
         except OSError as exc:
             log.warning("TLS handshake with %s failed: %s", self.peer, tls.error_text(exc))
             return False
-        self.server.replace(plain, conn)
+        self.server.slots.replace(plain, conn)
         self.request = conn
         try:
             conn.do_handshake()
@@ -136,34 +137,36 @@ class InternalServer(socketserver.ThreadingTCPServer):
         self.max_message = settings["INTERNAL_MAX_MESSAGE"]
         self.idle_timeout = settings["INTERNAL_IDLE_TIMEOUT"]
         self.read_timeout = settings["INTERNAL_READ_TIMEOUT"]
+        self.auth_timeout = settings["INTERNAL_AUTH_TIMEOUT"]
         self.tls = tls_context
-        self._connections = set()
-        self._connections_lock = threading.Lock()
+        self.slots = Slots(settings["INTERNAL_MAX_CONNECTIONS"])
+        self._accept_pause = AcceptPause()
         super().__init__((host, port), Handler, bind_and_activate=sock is None)
         if sock is not None:
             self.socket.close()
             self.socket = sock
 
-    def track(self, conn, alive):
-        with self._connections_lock:
-            (self._connections.add if alive else self._connections.discard)(conn)
+    def get_request(self):
+        try:
+            accepted = super().get_request()
+        except OSError as exc:
+            # socketserver drops the error and tries again at once: wait first.
+            self._accept_pause.failed(exc)
+            raise
+        self._accept_pause.succeeded()
+        return accepted
 
-    def replace(self, old, new):
-        with self._connections_lock:
-            self._connections.discard(old)
-            self._connections.add(new)
+    def process_request(self, request, client_address):
+        """A thread for the connection if it gets a slot; else closed here, at once."""
+        if not self.slots.admit(request):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
 
     def server_close(self):
         """Also end the open connections, so no thread serves from a closed store."""
         super().server_close()
-        with self._connections_lock:
-            for conn in self._connections:
-                try:
-                    # socket's own shutdown: SSLSocket's would drop its TLS state
-                    # under the thread still reading from it.
-                    socket.socket.shutdown(conn, socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        self.slots.cut_all()
 
     def role_of(self, token):
         """The role TOKEN opens a connection for, or None. Every secret is compared,
