@@ -5,7 +5,7 @@ import pytest
 from {{ cookiecutter.__package }} import config
 from {{ cookiecutter.__package }}.bindcheck import BindError, check_bind
 
-from .support import PREFIX
+from .support import PACKAGE, PREFIX, free_port, refusal
 
 
 def test_defaults_come_from_the_template_answers():
@@ -27,16 +27,71 @@ def test_environment_overrides_with_the_prefix(monkeypatch):
     assert settings["INTERNAL_TOKEN"] == "1234567890" * 4
 
 
-@pytest.mark.parametrize(
-    ("name", "value"),
-    [("HARDEN", "yes"), ("INTERNAL_PORT", "eighty"), ("INTERNAL_PORT", "70000"), ("WORKERS", "-1")],
-)
+BAD_VALUES = [
+    ("HARDEN", "yes"),
+    ("INTERNAL_PORT", "eighty"),
+    ("INTERNAL_PORT", "70000"),
+    ("WORKERS", "-1"),
+    ("WORKERS", "0"),
+    ("WORKERS", "100000"),
+    ("WORKERS", "1e3"),
+    ("INTERNAL_READ_TIMEOUT", "NaN"),
+    ("INTERNAL_IDLE_TIMEOUT", "Infinity"),
+    ("INTERNAL_IDLE_TIMEOUT", "1e300"),
+    ("INTERNAL_TIMEOUT", "NaN"),
+    ("INTERNAL_CONNECT_TIMEOUT", "-Infinity"),
+    ("INTERNAL_AUTH_TIMEOUT", "0"),
+    ("INTERNAL_MAX_MESSAGE", "0"),
+    ("INTERNAL_MAX_MESSAGE", "99999999999"),
+    ("INTERNAL_MAX_CONNECTIONS", "0"),
+    ("MAX_CONTENT_LENGTH", "1e9"),
+    ("AUTH_WINDOW", "NaN"),
+    ("TOKEN_DAYS", "400"),
+    ("LOG_LEVEL", "foo"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_VALUES)
 def test_a_bad_value_is_one_error_naming_the_variable(monkeypatch, name, value):
     monkeypatch.setenv(f"{PREFIX}_{name}", value)
     with pytest.raises(config.SettingsError) as caught:
         config.load()
     assert str(caught.value).startswith(f"{PREFIX}_{name}=")
     assert "\n" not in str(caught.value)
+
+
+def test_every_numeric_setting_has_a_finite_range():
+    numeric = {key for key, value in config.DEFAULTS.items() if type(value) in (int, float)}
+    assert numeric == set(config.RANGES)
+    for key, (low, high) in config.RANGES.items():
+        assert low <= config.DEFAULTS[key] <= high, key
+
+
+def test_the_log_level_is_taken_in_any_case(monkeypatch):
+    monkeypatch.setenv(f"{PREFIX}_LOG_LEVEL", "warning")
+    assert config.load()["LOG_LEVEL"] == "WARNING"
+
+
+@pytest.mark.parametrize(
+    ("program", "name", "value"),
+    [
+        ("internal", "INTERNAL_READ_TIMEOUT", "NaN"),
+        ("internal", "INTERNAL_IDLE_TIMEOUT", "Infinity"),
+        ("internal", "INTERNAL_MAX_MESSAGE", "0"),
+        ("internal", "LOG_LEVEL", "foo"),
+        ("api", "INTERNAL_TIMEOUT", "NaN"),
+        ("api", "WORKERS", "0"),
+        ("api", "WORKERS", "100000"),
+        ("api", "LOG_LEVEL", "foo"),
+    ],
+)
+def test_both_processes_refuse_a_bad_value_at_start_with_one_line(spawn, program, name, value):
+    module = ["-m", "gunicorn", "-c", f"python:{PACKAGE}.gunicorn_api"]
+    args = ["-m", f"{PACKAGE}.internal"] if program == "internal" else module
+    env = {f"{PREFIX}_{name}": value, f"{PREFIX}_PUBLIC_PORT": str(free_port())}
+    env[f"{PREFIX}_INTERNAL_PORT"] = str(free_port())
+    line = refusal(spawn(args, env=env))
+    assert line.startswith(f"{PREFIX.lower()}-{program}: {PREFIX}_{name}="), line
 
 
 def test_a_misspelt_variable_is_refused_not_ignored(monkeypatch):
