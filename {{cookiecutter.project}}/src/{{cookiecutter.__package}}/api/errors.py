@@ -19,6 +19,13 @@ OPERATION_STATUS = {"not_found": 404, "invalid": 422, "invalid_arguments": 422}
 REFUSALS = {}
 
 
+def _busy(exc):
+    """The store was held by another process for too long: try again in a moment."""
+    response = error_response(503, "busy", "the service is busy; retry shortly")
+    response.headers["Retry-After"] = str(int(exc.details.get("retry_after", 1)))
+    return response
+
+
 def refusal(code):
     """Register the decorated function as the answer to the internal service's refusal CODE."""
 
@@ -67,6 +74,9 @@ def _http_error(exc):
         if name.lower() != "content-type":
             response.headers[name] = value
     return response
+
+
+REFUSALS["busy"] = _busy
 
 
 def _internal_error(exc):

@@ -29,6 +29,7 @@ class Runner:
         self.storage = storage
         self.gate = gate
         self.settings = settings
+        self.last_use = tokens.LastUse(storage)
 
     def run(self, name, args, caller=None, role="api"):
         """The result of operation NAME with ARGS for CALLER on a ROLE connection."""
@@ -49,8 +50,7 @@ class Runner:
                 self._record(entry(operation, caller, role, who, args, None, exc.code))
             raise
         if token is not None and tokens.needs_touch(token):
-            with self.storage.transaction(write=True) as db:
-                tokens.touch(db, token["id"])
+            self.last_use.note(token["id"])
         return result
 
     def _admit(self, db, operation, caller, role):

@@ -164,9 +164,11 @@ class InternalServer(socketserver.ThreadingTCPServer):
         super().process_request(request, client_address)
 
     def server_close(self):
-        """Also end the open connections, so no thread serves from a closed store."""
+        """Also end the open connections and the token-use writer, so that nothing
+        works on the store once it is closed."""
         super().server_close()
         self.slots.cut_all()
+        self.runner.last_use.stop()
 
     def role_of(self, token):
         """The role TOKEN opens a connection for, or None. Every secret is compared,

@@ -7,14 +7,22 @@ dicts keyed by column name. The schema is brought up to date at start-up by
 internal/migrations.py, before anything is served.
 """
 
+import queue
 import sqlite3
 import threading
 from pathlib import Path
 
 from . import migrations
+from .operations import OperationError
 
 # The name the first release gave it: an upgraded installation finds its data there.
 DATABASE_FILE = "items.sqlite3"
+# Reading connections: reads of this many threads at once, each with its own snapshot.
+READERS = 4
+# How long a write waits for another process's lock before it fails as "busy".
+BUSY_MS = 2000
+BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+BUSY = ("busy", "the store is busy; retry shortly")
 
 
 class Database:
@@ -53,7 +61,14 @@ class Database:
 
 
 class Storage:
-    """One connection shared by the service's threads, serialised by a lock."""
+    """One writing connection behind a lock, and a few reading ones.
+
+    In WAL mode readers go on while a write waits or commits, so a read never
+    queues behind the writer's lock, nor behind a write of another process. A
+    read runs in one transaction, so a page of rows and its total agree.
+    A write that cannot get the database within BUSY_MS (another process holds
+    it) fails as "busy", which the API answers with 503 and Retry-After.
+    """
 
     def __init__(self, state_dir, schema=()):
         """Open (or create) the database and apply SCHEMA's migrations it lacks.
@@ -65,53 +80,95 @@ class Storage:
         path = Path(state_dir)
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path / DATABASE_FILE
-        # isolation_level=None: no implicit transactions; transaction() opens them.
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
+        self._readers = queue.LifoQueue()
+        self._writer = self._connect()
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            migrations.apply(self._db, schema, self.path)
+            self._writer.execute("PRAGMA journal_mode=WAL")
+            self._writer.execute("PRAGMA synchronous=FULL")
+            migrations.apply(self._writer, schema, self.path)
+            for _ in range(READERS):
+                reader = self._connect()
+                reader.execute("PRAGMA query_only=ON")
+                self._readers.put(reader)
         except BaseException:
-            self._db.close()
+            self.close()
             raise
+
+    def _connect(self):
+        # isolation_level=None: no implicit transactions; transaction() opens them.
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
+        return conn
 
     def close(self):
         with self._lock:
-            self._db.close()
+            self._writer.close()
+        while not self._readers.empty():
+            self._readers.get_nowait().close()
 
     def transaction(self, write):
         """A Database for one operation, as a context manager. A writing one runs in
         BEGIN IMMEDIATE and is committed, durably, when the block ends, or rolled
         back if it raises."""
-        return _Transaction(self._lock, self._db, write)
+        return _Write(self._lock, self._writer) if write else _Read(self._readers)
 
 
-class _Transaction:
-    """Storage.transaction's context manager: a class, as it runs on every call."""
+def _busy(exc):
+    """Whether SQLite gave up waiting for a lock another connection holds."""
+    # The extended codes (SQLITE_BUSY_SNAPSHOT, ...) carry the primary one in their low byte.
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.OperationalError) and (code or 0) & 0xFF in BUSY_CODES
 
-    __slots__ = ("_lock", "_conn", "_write")
 
-    def __init__(self, lock, conn, write):
+class _Write:
+    """A writing transaction: the lock, BEGIN IMMEDIATE, then COMMIT or ROLLBACK."""
+
+    __slots__ = ("_lock", "_conn")
+
+    def __init__(self, lock, conn):
         self._lock = lock
         self._conn = conn
-        self._write = write
 
     def __enter__(self):
-        # One connection, behind a lock: nothing else writes in between a read's statements.
         self._lock.acquire()
-        if self._write:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except BaseException:
-                self._lock.release()
-                raise
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            self._lock.release()
+            if _busy(exc):
+                raise OperationError(*BUSY, retry_after=1) from None
+            raise
         return Database(self._conn)
 
     def __exit__(self, kind, error, traceback):
         try:
-            if self._write:
-                self._conn.execute("ROLLBACK" if kind else "COMMIT")
+            self._conn.execute("ROLLBACK" if kind else "COMMIT")
+        except sqlite3.OperationalError as exc:
+            if kind or not _busy(exc):
+                raise
+            self._conn.execute("ROLLBACK")
+            raise OperationError(*BUSY, retry_after=1) from None
         finally:
             self._lock.release()
+
+
+class _Read:
+    """A reading transaction on a connection of the pool: one snapshot for all its statements."""
+
+    __slots__ = ("_readers", "_conn")
+
+    def __init__(self, readers):
+        self._readers = readers
+        self._conn = None
+
+    def __enter__(self):
+        self._conn = self._readers.get()
+        self._conn.execute("BEGIN")
+        return Database(self._conn)
+
+    def __exit__(self, kind, error, traceback):
+        try:
+            self._conn.execute("COMMIT")
+        finally:
+            self._readers.put(self._conn)

@@ -6,6 +6,7 @@ tokens.create, which the admin command prints and nothing logs.
 """
 
 import hashlib
+import threading
 from datetime import UTC, datetime, timedelta
 
 from .. import contract
@@ -62,8 +63,49 @@ def needs_touch(row):
     return last is None or last < stale
 
 
-def touch(db, token_id):
-    db.run("UPDATE tokens SET last_used_at = ? WHERE id = ?", (now(), token_id))
+class LastUse:
+    """Tokens used since the last write of their last_used_at, written in the background:
+    recording a use never puts a write, or a wait for the store, in a request's way."""
+
+    def __init__(self, storage, every=5.0):
+        self._storage = storage
+        self._every = every
+        self._pending = {}  # token id -> when it was used
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = None
+
+    def note(self, token_id):
+        with self._lock:
+            self._pending[token_id] = now()
+            if self._thread is None and not self._stopped.is_set():
+                self._thread = threading.Thread(target=self._flush_forever, daemon=True)
+                self._thread.start()
+
+    def stop(self):
+        """Write what is pending and end the thread: the store is about to close."""
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self._every + 5)
+        self.flush()
+
+    def _flush_forever(self):
+        while not self._stopped.wait(self._every):
+            self.flush()
+
+    def flush(self):
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        try:
+            with self._storage.transaction(write=True) as db:
+                for token_id, used in pending.items():
+                    db.run("UPDATE tokens SET last_used_at = ? WHERE id = ?", (used, token_id))
+        except OperationError:
+            # A busy store: keep them for the next round, unless used again meanwhile.
+            with self._lock:
+                self._pending = {**pending, **self._pending}
 
 
 @implements(contract.tokens.create)
