@@ -10,7 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from {{ cookiecutter.__package }} import config, contract, tls
-from {{ cookiecutter.__package }}.internal import migrations, operations
+from {{ cookiecutter.__package }}.internal import migrations
 from {{ cookiecutter.__package }}.internal.runner import Runner
 from {{ cookiecutter.__package }}.internal.server import InternalServer
 from {{ cookiecutter.__package }}.internal.storage import Storage
@@ -55,7 +55,7 @@ def refusal(process):
 
 def open_storage(state_dir):
     """The store as the service opens it: every unit's migrations applied."""
-    return Storage(state_dir, migrations.collect(operations.load_units()))
+    return Storage(state_dir, migrations.schema())
 
 
 def mint(storage, settings, scopes=None, days=30, name="test"):

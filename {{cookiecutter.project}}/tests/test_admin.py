@@ -116,3 +116,12 @@ def test_the_apis_secret_is_not_the_admin_secret(admin):
     result = admin("tokens", "list", ADMIN_TOKEN=os.environ[f"{PREFIX}_INTERNAL_TOKEN"])
     assert result.returncode == 1
     assert "refused our token" in result.stderr or "not on this connection" in result.stderr
+
+
+def test_list_shows_a_tokens_last_use_once_it_is_written(admin, anonymous, internal_service):
+    token = create(admin, "items:read").stdout.splitlines()[-1]
+    assert anonymous.get("/api/v1/items", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    # The use is written in the background, within seconds; here at once.
+    internal_service.server.runner.last_use.flush()
+    fields = admin("tokens", "list").stdout.splitlines()[1].split("\t")
+    assert fields[4].startswith("20")

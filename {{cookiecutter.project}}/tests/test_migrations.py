@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from {{ cookiecutter.__package }}.internal import items, migrations, operations
+from {{ cookiecutter.__package }}.internal import items, migrations
 from {{ cookiecutter.__package }}.internal.storage import DATABASE_FILE
 
 from .support import PREFIX, free_port, open_storage, refusal, start_internal
@@ -62,7 +62,7 @@ def test_a_second_start_applies_nothing(tmp_path):
     first = recorded(path)
     conn = sqlite3.connect(path, isolation_level=None)
     try:
-        assert migrations.apply(conn, migrations.collect(operations.load_units()), path) == []
+        assert migrations.apply(conn, migrations.schema(), path) == []
     finally:
         conn.close()
     assert recorded(path) == first

@@ -49,6 +49,8 @@ DEFAULTS = {
     # Days a new API token lasts unless the admin command is told otherwise, and the most allowed.
     "TOKEN_DAYS": 90,
     "TOKEN_MAX_DAYS": 365,
+    # Hours an Idempotency-Key is kept: a retry within them gets the first answer.
+    "IDEMPOTENCY_HOURS": 24,
     # Client side: seconds to connect, and to wait for an answer.
     "INTERNAL_CONNECT_TIMEOUT": 1.0,
     "INTERNAL_TIMEOUT": 5.0,
@@ -111,6 +113,7 @@ RANGES = {
     "AUTH_WINDOW": (1.0, 86400.0),
     "TOKEN_DAYS": (1, 36500),
     "TOKEN_MAX_DAYS": (1, 36500),
+    "IDEMPOTENCY_HOURS": (1, 24 * 30),
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

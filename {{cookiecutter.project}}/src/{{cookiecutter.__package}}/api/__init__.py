@@ -40,6 +40,7 @@ def create_app(overrides=None):
     app.json.sort_keys = False
     app.extensions["internal_client"] = InternalClient.from_settings(settings, tls_context)
 
+    app.url_map.converters["id"] = resource.IdConverter
     errors.register(app)
     auth.register(app)
     request_id.register(app)
@@ -48,12 +49,28 @@ def create_app(overrides=None):
         if not unit.admin:  # admin units serve the admin command, never the API
             app.register_api(importlib.import_module(f".{unit.name}", __package__).api)
     app.register_blueprint(pages.bp)
+    _declare_idempotency_keys(app.api_doc)
     if app.config["ANONYMOUS_READS"]:
         _reads_need_no_token(app.api_doc)
     if app.config["HARDEN"]:
         harden.apply(app)
     app.wsgi_app = proxy.trust_proxy(app.wsgi_app, app.config["PROXY_HOPS"])
     return app
+
+
+def _declare_idempotency_keys(document):
+    """Every POST of a resource takes an optional Idempotency-Key (resource.py)."""
+    parameter = {
+        "name": resource.IDEMPOTENCY_KEY,
+        "in": "header",
+        "required": False,
+        "description": "the write is done once per key; a retry with it gets the first answer",
+        "schema": {"type": "string", "pattern": resource.WELL_FORMED_KEY.pattern},
+    }
+    for path_item in document["paths"].values():
+        create = path_item.get("post", {})
+        if {resource.BEARER: []} in create.get("security", []):
+            create.setdefault("parameters", []).append(parameter)
 
 
 def _reads_need_no_token(document):

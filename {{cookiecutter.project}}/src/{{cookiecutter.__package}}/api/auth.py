@@ -72,6 +72,8 @@ def caller():
     token = auth.current_user()
     if token:
         found["token"] = token
+    if g.get("idempotency_key"):
+        found["key"] = g.idempotency_key
     return found
 
 

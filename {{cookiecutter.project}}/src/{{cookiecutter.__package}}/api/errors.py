@@ -5,7 +5,7 @@ No HTML error pages and no tracebacks, whatever the status.
 
 import logging
 
-from flask import jsonify
+from flask import current_app, jsonify
 from pydantic import BaseModel, ConfigDict
 from werkzeug.exceptions import HTTPException
 
@@ -14,7 +14,12 @@ from ..internal_client import InternalError, OperationFailed
 log = logging.getLogger(__name__)
 
 # Errors the internal service reports about the request itself.
-OPERATION_STATUS = {"not_found": 404, "invalid": 422, "invalid_arguments": 422}
+OPERATION_STATUS = {
+    "not_found": 404,
+    "invalid": 422,
+    "invalid_arguments": 422,
+    "idempotency_mismatch": 422,
+}
 # Refusals with answers of their own (auth.py): code -> function(OperationFailed) -> response.
 REFUSALS = {}
 
@@ -66,9 +71,23 @@ def validation_error(exc):
     return error_response(422, "invalid", f"{field}: {first['msg']}", field)
 
 
+# Our own words for the errors werkzeug raises; its descriptions are long
+# sentences written for people at a browser ("If you entered the URL manually...").
+MESSAGES = {
+    400: "the request could not be read",
+    404: "no such resource",
+    405: "this method is not allowed here",
+    408: "the request took too long to arrive",
+    413: "the request body is larger than {MAX_CONTENT_LENGTH} bytes",
+    415: "the body is not of a type this route takes",
+    429: "too many requests: slow down and retry",
+}
+
+
 def _http_error(exc):
     code = exc.name.lower().replace(" ", "_").replace("'", "")
-    response = error_response(exc.code, code, exc.description or exc.name)
+    message = MESSAGES.get(exc.code, exc.name.lower()).format_map(current_app.config)
+    response = error_response(exc.code, code, message)
     # Keep headers such as Allow (405) and Retry-After (429).
     for name, value in exc.get_headers():
         if name.lower() != "content-type":

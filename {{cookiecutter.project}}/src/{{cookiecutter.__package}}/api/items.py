@@ -6,7 +6,7 @@ The first resource, and the one README.md's "Adding a resource" copies.
 from flask import url_for
 
 from .. import contract
-from .resource import BAD_BODY, CALLS, NOT_FOUND, IdPath, Page, blueprint, calls, models
+from .resource import BAD_BODY, CALLS, NOT_FOUND, IdPath, Page, blueprint, calls, models, no_content
 
 ItemIn, Item, ItemList = models("Item", contract.items)
 
@@ -27,20 +27,20 @@ def create_item(body: ItemIn):
     return item, 201, {"Location": url_for(".get_item", id=item["id"])}
 
 
-@api.get("/items/<int:id>", responses={200: Item, **NOT_FOUND, **CALLS})
+@api.get("/items/<id:id>", responses={200: Item, **NOT_FOUND, **CALLS})
 def get_item(path: IdPath):
     """Read one item."""
     return items.get(path.id)
 
 
-@api.put("/items/<int:id>", responses={200: Item, **BAD_BODY, **NOT_FOUND, **CALLS})
+@api.put("/items/<id:id>", responses={200: Item, **BAD_BODY, **NOT_FOUND, **CALLS})
 def update_item(path: IdPath, body: ItemIn):
     """Replace an item's title and body."""
     return items.update(path.id, **body.model_dump())
 
 
-@api.delete("/items/<int:id>", responses={204: None, **NOT_FOUND, **CALLS})
+@api.delete("/items/<id:id>", responses={204: None, **NOT_FOUND, **CALLS})
 def delete_item(path: IdPath):
     """Delete one item."""
     items.delete(path.id)
-    return "", 204
+    return no_content()

@@ -10,17 +10,46 @@
 * calls(resource): the typed client facade bound to the app's internal client
   and to the request's caller.
 * require_json_object: bodies are a JSON object, or a clear 400/413/415/422.
+* IdConverter: the one spelling of an id in a URL; no_content(): a bare 204.
 """
 
-from flask import current_app, request
+import re
+
+from flask import current_app, g, request
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.routing import BaseConverter
 
 from .. import contract
 from ..internal_client import InternalClient, ResourceCalls
 from . import auth
 from .errors import Error, error_response
+
+
+class IdConverter(BaseConverter):
+    """<id:name> in a route: 1 to 19 ASCII digits, no leading zero; anything else is 404.
+
+    werkzeug's int converter also takes any Unicode digit ("١", "１") and
+    leading zeros, so one row would have many URLs, and a rule in front keyed on
+    the path could be passed by another spelling. (Past 64 bits, IdPath's
+    bound answers 422.)
+    """
+
+    regex = r"[1-9][0-9]{0,18}"
+
+    def to_python(self, value):
+        return int(value)
+
+    def to_url(self, value):
+        return str(int(value))
+
+
+def no_content():
+    """204 with nothing at all: no body, so no Content-Type either."""
+    response = current_app.response_class(status=204)
+    del response.headers["Content-Type"]
+    return response
 
 
 class IdPath(BaseModel):
@@ -64,7 +93,25 @@ def blueprint(name, import_name):
         abp_responses=REFUSED,
     )
     bp.before_request(auth.require)
+    bp.before_request(idempotency_key)
     return bp
+
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+WELL_FORMED_KEY = re.compile(r"[A-Za-z0-9._:-]{8,128}")
+
+
+def idempotency_key():
+    """A POST may carry an Idempotency-Key: well formed (a UUID is), or 400 naming it.
+    The internal service then does the write once per key (internal/idempotency.py)."""
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None or request.method != "POST":
+        return None
+    if not WELL_FORMED_KEY.fullmatch(key):
+        message = f"{IDEMPOTENCY_KEY}: must be 8 to 128 of A-Z, a-z, 0-9, '.', '_', ':' and '-'"
+        return error_response(400, "bad_request", message, IDEMPOTENCY_KEY)
+    g.idempotency_key = key
+    return None
 
 
 def client() -> InternalClient:

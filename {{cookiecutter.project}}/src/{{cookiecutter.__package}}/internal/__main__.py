@@ -6,7 +6,7 @@ import sqlite3
 import sys
 
 from .. import config, startup
-from . import migrations, operations
+from . import migrations
 from .server import InternalServer, inherited_socket
 from .storage import Storage
 
@@ -16,9 +16,9 @@ log = logging.getLogger(__name__)
 
 def open_storage(settings):
     """The store with its schema up to date, or SystemExit with one line saying why not."""
-    modules = operations.load_units()
+    schema = migrations.schema()
     try:
-        return Storage(settings["STATE_DIR"], migrations.collect(modules))
+        return Storage(settings["STATE_DIR"], schema)
     except migrations.MigrationError as exc:
         raise SystemExit(f"{PROGRAM}: {exc}") from None
     except (OSError, sqlite3.Error) as exc:

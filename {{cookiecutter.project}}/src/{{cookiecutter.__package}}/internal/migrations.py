@@ -30,6 +30,13 @@ class MigrationError(Exception):
     """The database's schema is not one this code can serve."""
 
 
+def schema():
+    """Every migration this code knows: each unit's module, then the tables that serve them all."""
+    from . import idempotency, operations
+
+    return collect([*operations.load_units(), idempotency])
+
+
 def collect(modules):
     """(id, [statements]) of every migration of MODULES (unit modules), in order."""
     found = []

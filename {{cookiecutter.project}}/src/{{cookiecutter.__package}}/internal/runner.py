@@ -15,7 +15,7 @@ passes its own.
 import logging
 
 from .. import contract
-from . import audit, tokens
+from . import audit, idempotency, tokens
 from .operations import OperationError, find
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,14 @@ class Runner:
         try:
             with self.storage.transaction(write=recorded) as db:
                 token = self._admit(db, operation, caller, role)
+                key = caller.get("key") if operation.writes and token else None
+                result = idempotency.replay(db, token["id"], key, operation, args) if key else None
+                if key and result is not idempotency.MISS:
+                    return result
                 result = found.func(db, **self._arguments(found, args))
+                if key:
+                    hours = self.settings["IDEMPOTENCY_HOURS"] if self.settings else 24
+                    idempotency.remember(db, token["id"], key, operation, args, result, hours)
                 if recorded:
                     audit.append(db, entry(operation, caller, role, token, args, result, "ok"))
         except OperationError as exc:

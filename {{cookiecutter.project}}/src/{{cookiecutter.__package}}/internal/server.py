@@ -205,7 +205,7 @@ class InternalServer(socketserver.ThreadingTCPServer):
 
 
 # What a caller may tell about itself, and the longest of each.
-CALLER_FIELDS = {"token": 256, "address": 64, "request": 128}
+CALLER_FIELDS = {"token": 256, "address": 64, "request": 128, "key": 128}
 
 
 def _caller(value):
