@@ -120,7 +120,8 @@ def test_the_apis_secret_is_not_the_admin_secret(admin):
 
 def test_list_shows_a_tokens_last_use_once_it_is_written(admin, anonymous, internal_service):
     token = create(admin, "items:read").stdout.splitlines()[-1]
-    assert anonymous.get("/api/v1/items", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    headers = {"Authorization": f"Bearer {token}"}
+    assert anonymous.get("/api/v1/items", headers=headers).status_code == 200
     # The use is written in the background, within seconds; here at once.
     internal_service.server.runner.last_use.flush()
     fields = admin("tokens", "list").stdout.splitlines()[1].split("\t")
