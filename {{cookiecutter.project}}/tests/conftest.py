@@ -12,7 +12,7 @@ import pytest
 from {{ cookiecutter.__package }} import config
 from {{ cookiecutter.__package }}.api import create_app
 
-from .support import ADMIN, PREFIX, TOKEN, ThreadedService, make_pki
+from .support import ADMIN, PREFIX, TOKEN, ThreadedService, free_port, make_pki, wait_for_port
 
 
 @pytest.fixture(autouse=True)
@@ -106,3 +106,23 @@ def spawn():
 def files(tmp_path_factory):
     """Certificates made by deploy/pki.sh: ours, another CA's, and a misnamed server's."""
     return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def start_api(spawn, tmp_path):
+    """The API under real gunicorn on a free loopback port, with HARDEN set as given."""
+
+    def start(harden, **settings):
+        port = free_port()
+        env = {f"{PREFIX}_PUBLIC_PORT": str(port), f"{PREFIX}_WORKERS": "1"}
+        env[f"{PREFIX}_HARDEN"] = harden
+        env.update({f"{PREFIX}_{key}": str(value) for key, value in settings.items()})
+        process = spawn(
+            ["-m", "gunicorn", "-c", "python:{{ cookiecutter.__package }}.gunicorn_api"],
+            env=env,
+            cwd=tmp_path,
+        )
+        wait_for_port(port, process=process)
+        return port
+
+    return start

@@ -14,8 +14,6 @@ from flask import request, session
 
 from {{ cookiecutter.__package }}.api import create_app
 
-from .support import PREFIX, free_port, wait_for_port
-
 PROXY = "127.0.0.1"
 DIRECT = "127.0.0.2"
 VIA_TLS = {"X-Forwarded-Proto": "https"}
@@ -69,26 +67,6 @@ def fetch(port, method, path, headers=None, source=PROXY):
         return response
     finally:
         connection.close()
-
-
-@pytest.fixture
-def start_api(spawn, tmp_path):
-    """The API under real gunicorn on a free loopback port, with HARDEN set as given."""
-
-    def start(harden, **settings):
-        port = free_port()
-        env = {f"{PREFIX}_PUBLIC_PORT": str(port), f"{PREFIX}_WORKERS": "1"}
-        env[f"{PREFIX}_HARDEN"] = harden
-        env.update({f"{PREFIX}_{key}": str(value) for key, value in settings.items()})
-        process = spawn(
-            ["-m", "gunicorn", "-c", "python:{{ cookiecutter.__package }}.gunicorn_api"],
-            env=env,
-            cwd=tmp_path,
-        )
-        wait_for_port(port, process=process)
-        return port
-
-    return start
 
 
 @pytest.mark.parametrize(("method", "path", "status", "kind"), RESPONSES)

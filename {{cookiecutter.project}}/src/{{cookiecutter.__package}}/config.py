@@ -82,6 +82,9 @@ DEFAULTS = {
     "STATE_DIR": "state",
     # Largest request body the API reads; a 10,000-character body escaped as JSON fits.
     "MAX_CONTENT_LENGTH": 131072,
+    # Seconds a request body may stall before the API answers 408 (nginx's
+    # client_body_timeout in front is the same): no client holds a worker longer.
+    "BODY_TIMEOUT": 10.0,
     "LOG_LEVEL": "INFO",
 }
 
@@ -109,6 +112,7 @@ RANGES = {
     "INTERNAL_MAX_MESSAGE": (4096, 64 * 1024 * 1024),
     "INTERNAL_MAX_CONNECTIONS": (4, 4096),
     "MAX_CONTENT_LENGTH": (1024, 64 * 1024 * 1024),
+    "BODY_TIMEOUT": (0.5, 300.0),
     "AUTH_FAILURES": (1, 100000),
     "AUTH_WINDOW": (1.0, 86400.0),
     "TOKEN_DAYS": (1, 36500),

@@ -11,6 +11,7 @@ from gunicorn.http import wsgi as _gunicorn_wsgi
 
 # Module-level names are read as gunicorn settings, and "config" is one: keep it private.
 from . import config as _config
+from . import gunicorn_errors as _errors
 from . import startup as _startup
 
 _config.load_dotenv()
@@ -35,6 +36,14 @@ forwarded_allow_ips = ",".join(_config.PROXY_ADDRESSES)
 secure_scheme_headers = {}
 loglevel = _settings["LOG_LEVEL"].lower()
 errorlog = "-"
+
+
+def pre_request(worker, req):
+    """Before the app reads the body: the client socket's read timeout. A client that
+    stops sending (a body shorter than its Content-Length, a chunked body that
+    stalls) gets a 408 after BODY_TIMEOUT seconds, instead of holding a sync
+    worker until gunicorn's own timeout kills it."""
+    req.unreader.sock.settimeout(_settings["BODY_TIMEOUT"])
 
 
 def when_ready(server):
@@ -74,6 +83,18 @@ def _skipping_checked(process_headers, checked):
     return process
 
 
+# gunicorn's own answers to requests it cannot parse: JSON in our shape, with
+# our headers when harden is on (HSTS too: over loopback http a browser ignores
+# it, and behind nginx the client came over TLS).
+_error_headers = []
+if _settings["HARDEN"]:
+    from .api import harden as _harden
+
+    _error_headers = _harden.json_headers(https=True)
+_gunicorn_util.write_error = _errors.json_error_writer(
+    _gunicorn_util.write_nonblock, _error_headers
+)
+
 if _settings["HARDEN"]:
     # hidePoweredBy: gunicorn writes "Server: gunicorn" in Response.default_headers
     # and has no setting for it. This file is loaded by the master before it
@@ -86,8 +107,6 @@ if _settings["HARDEN"]:
     # for the fifteen-odd hardening headers that was most of what harden cost
     # (bench/run.py). They are constants, so they are checked here, once, and
     # appended as they are; every other header still goes through gunicorn's check.
-    from .api import harden as _harden
-
     _gunicorn_wsgi.Response.process_headers = _skipping_checked(
         _gunicorn_wsgi.Response.process_headers, _checked_once(_harden.constant_headers())
     )

@@ -18,7 +18,12 @@ import re
 from flask import current_app, g, request
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, create_model
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    BadRequest,
+    ClientDisconnected,
+    HTTPException,
+    RequestEntityTooLarge,
+)
 from werkzeug.routing import BaseConverter
 
 from .. import contract
@@ -149,11 +154,30 @@ def models(name, resource):
     return body, row, listing
 
 
-def _chunked_body_too_large():
-    """A body without Content-Length (chunked) is read up to MAX_CONTENT_LENGTH, and
-    werkzeug drops the rest without a word: look for one byte past the limit."""
-    request.get_data()
-    return bool(request.environ["wsgi.input"].read(1))
+def _read_body():
+    """Read the whole body now, so that every way it can fail is answered here: None,
+    or the error answer. A body without Content-Length (chunked) is read up to
+    MAX_CONTENT_LENGTH and werkzeug drops the rest without a word, so one byte
+    past the limit is looked for."""
+    try:
+        request.get_data(cache=True)
+        if request.content_length is None and request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
+    except HTTPException as exc:
+        if not isinstance(exc, ClientDisconnected):
+            raise
+        if isinstance(exc.__context__, TimeoutError):
+            # BODY_TIMEOUT (gunicorn_api.pre_request): the client stopped sending.
+            return error_response(408, "request_timeout", "body: did not arrive in time", "body")
+        return _unreadable()
+    except Exception:  # noqa: BLE001 - whatever the server's reader raised, the bytes were bad
+        # Bad chunking (gunicorn's ParseException), a body cut short: nothing to serve.
+        return _unreadable()
+    return None
+
+
+def _unreadable():
+    return error_response(400, "bad_request", "body: could not be read", "body")
 
 
 def require_json_object():
@@ -164,8 +188,9 @@ def require_json_object():
         return error_response(
             415, "unsupported_media_type", "body: Content-Type must be application/json", "body"
         )
-    if request.content_length is None and _chunked_body_too_large():
-        raise RequestEntityTooLarge()
+    refused = _read_body()
+    if refused is not None:
+        return refused
     try:
         data = request.get_json()
     except BadRequest:
