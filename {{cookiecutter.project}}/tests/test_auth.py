@@ -41,6 +41,16 @@ def test_an_anonymous_write_gets_401_with_the_challenge(anonymous, method, path,
     refused(send(anonymous, method, path, body), 401, "unauthorized", REALM)
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [("x", "text/plain"), ('{"title": ', "application/json"), ("[]", "application/json")],
+)
+def test_an_anonymous_write_is_401_whatever_its_body(anonymous, body, content_type):
+    """Who is calling is known before any body is read or judged."""
+    response = anonymous.post("/api/v1/items", data=body, content_type=content_type)
+    refused(response, 401, "unauthorized", REALM)
+
+
 def test_an_anonymous_read_gets_401_when_anonymous_reads_are_off(anonymous):
     for path in ("/api/v1/items", "/api/v1/items/1"):
         refused(anonymous.get(path), 401, "unauthorized", REALM)

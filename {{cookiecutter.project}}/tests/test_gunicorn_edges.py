@@ -7,6 +7,11 @@ import time
 
 import pytest
 
+from {{ cookiecutter.__package }} import contract
+
+# The API checks no more than a token's form before it reads the body.
+BEARER = f"Authorization: Bearer {contract.new_token()}\r\n".encode()
+
 HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options")
 
 
@@ -47,9 +52,11 @@ def many_headers(count):
     return b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n"
 
 
+POST = b"POST /api/v1/items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + BEARER
+
+
 def chunked(body):
-    start = b"POST /api/v1/items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-    return start + b"Transfer-Encoding: chunked\r\n\r\n" + body
+    return POST + b"Transfer-Encoding: chunked\r\n\r\n" + body
 
 
 PARSE_ERRORS = {
@@ -82,8 +89,7 @@ def test_bad_chunking_is_a_400_not_a_500(start_api):
 
 def test_a_body_cut_short_is_a_400_at_once(start_api):
     port = start_api("true")
-    raw = b"POST /api/v1/items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-    raw += b"Content-Length: 100\r\n\r\n" + b'{"title": "sh'
+    raw = POST + b"Content-Length: 100\r\n\r\n" + b'{"title": "sh'
     started = time.monotonic()
     assert_ours(*exchange(port, raw, shut_write=True), 400)
     assert time.monotonic() - started < 5
@@ -91,8 +97,7 @@ def test_a_body_cut_short_is_a_400_at_once(start_api):
 
 def test_a_body_that_stalls_is_a_408_after_the_body_timeout(start_api):
     port = start_api("true", BODY_TIMEOUT=1.0)
-    raw = b"POST /api/v1/items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-    raw += b"Content-Length: 100\r\n\r\n" + b'{"title": "sl'
+    raw = POST + b"Content-Length: 100\r\n\r\n" + b'{"title": "sl'
     started = time.monotonic()
     assert_ours(*exchange(port, raw), 408)
     # Not gunicorn's worker timeout (30 s): the body's own.

@@ -44,7 +44,6 @@ def create_app(overrides=None):
     errors.register(app)
     auth.register(app)
     request_id.register(app)
-    app.before_request(resource.require_json_object)
     for unit in contract.UNITS:
         if not unit.admin:  # admin units serve the admin command, never the API
             app.register_api(importlib.import_module(f".{unit.name}", __package__).api)

@@ -97,7 +97,10 @@ def blueprint(name, import_name):
         abp_security=[{BEARER: []}],
         abp_responses=REFUSED,
     )
+    # In this order: who is calling first, so that an anonymous write is a 401
+    # whatever its body, and no body is read before the caller is known.
     bp.before_request(auth.require)
+    bp.before_request(require_json_object)
     bp.before_request(idempotency_key)
     return bp
 
