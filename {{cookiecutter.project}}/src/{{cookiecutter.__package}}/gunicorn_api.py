@@ -26,7 +26,10 @@ worker_class = "sync"
 preload_app = True
 proc_name = "{{ cookiecutter.project }}-api"
 # Heartbeat files in RAM: no disk writes, and it works under ProtectSystem=strict.
-worker_tmp_dir = "/dev/shm"  # noqa: S108 - a fixed RAM directory, not a temp file name
+# Safe though the directory is shared: gunicorn makes each file with mkstemp (a
+# random name, mode 0600, O_EXCL, so no planted file or link is followed) and
+# unlinks it at once, keeping only the open descriptor.
+worker_tmp_dir = "/dev/shm"  # noqa: S108 - see above: mkstemp in a RAM directory
 # No runtime control socket: nothing to guard in $HOME or elsewhere.
 control_socket_disable = True
 # Only the local proxy may tell us the client's scheme and address.
