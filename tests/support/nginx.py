@@ -13,6 +13,7 @@ nothing listens ("dead"): that is how nginx's own 502 is made.
 
 import contextlib
 import http.client
+import secrets
 import signal
 import socket
 import ssl
@@ -23,7 +24,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from support.baking import default_answers
+from support.files import shared_tmp_dir
 from support.processes import clean_env, free_port, run, stop_process, wait_for_port
+from support.tools import system_file, tool
 
 ANSWERS = default_answers()
 PROJECT = ANSWERS["project"]
@@ -31,6 +34,9 @@ PACKAGE = ANSWERS["__package"]
 DOMAIN = ANSWERS["domain"]
 PUBLIC_PORT = ANSWERS["public_port"]
 HEADERS_MORE = Path("/usr/lib/nginx/modules/ngx_http_headers_more_filter_module.so")
+# Headers of an answer that say nothing about security, and one that differs per request.
+TRANSPORT = {"content-type", "content-length", "date", "connection", "keep-alive"}
+PER_REQUEST = {"x-request-id"}
 
 NGINX_CONF = """\
 load_module {headers_more};
@@ -86,12 +92,17 @@ def substitute(text, old, new, count):
 
 def site_copy(site, *, http_port, https_port, upstream_port, cert, key, tag, ipv6):
     """The generated site file with only what a test must change."""
-    text = substitute(site, "listen 80;", f"listen 127.0.0.1:{http_port};", 1)
-    text = substitute(text, "listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;", 1)
-    v6_http = f"listen [::1]:{http_port};" if ipv6 else ""
-    v6_https = f"listen [::1]:{https_port} ssl http2;" if ipv6 else ""
-    text = substitute(text, "listen [::]:80;", v6_http, 1)
-    text = substitute(text, "listen [::]:443 ssl http2;", v6_https, 1)
+    text = site
+    # The site's servers, then the default server that takes every other name.
+    for options in ("", " default_server"):
+        http = f"listen 127.0.0.1:{http_port}{options};"
+        https = f"listen 127.0.0.1:{https_port} ssl http2{options};"
+        text = substitute(text, f"listen 80{options};", http, 1)
+        text = substitute(text, f"listen 443 ssl http2{options};", https, 1)
+        v6_http = f"listen [::1]:{http_port}{options};" if ipv6 else ""
+        v6_https = f"listen [::1]:{https_port} ssl http2{options};" if ipv6 else ""
+        text = substitute(text, f"listen [::]:80{options};", v6_http, 1)
+        text = substitute(text, f"listen [::]:443 ssl http2{options};", v6_https, 1)
     live = f"/etc/letsencrypt/live/{DOMAIN}"
     text = substitute(text, f"{live}/fullchain.pem;", f"{cert};", 1)
     text = substitute(text, f"{live}/privkey.pem;", f"{key};", 1)
@@ -249,3 +260,50 @@ def fetch(front, method, path, *, body=None, headers=None, tls=True, port=None, 
         return SimpleNamespace(status=response.status, headers=response.headers, body=data)
     finally:
         connection.close()
+
+
+def security_headers(headers):
+    """{name: [values]} of an answer's (name, value) pairs, names in lower case,
+    less the headers of transport and the request id."""
+    seen = {}
+    for name, value in headers:
+        if name.lower() not in TRANSPORT | PER_REQUEST:
+            seen.setdefault(name.lower(), []).append(value)
+    return seen
+
+
+@contextlib.contextmanager
+def resolving(name, address):
+    """name resolves to address in this process, as DNS would have it: for a
+    client that takes a URL (requests), so that it sends name in SNI."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        return real(address if host == name else host, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo
+    try:
+        yield
+    finally:
+        socket.getaddrinfo = real
+
+
+@contextlib.contextmanager
+def front(stack, project_dir):
+    """Debian's nginx with two test copies of the project's site file (one before
+    the stack, one before nothing), running; the front, with app_headers: the
+    headers of the app's own JSON error (a 404) through it."""
+    nginx = tool("nginx", "nginx")
+    system_file(HEADERS_MORE, "libnginx-mod-http-headers-more-filter")
+    openssl = tool("openssl", "openssl")
+    site = (Path(project_dir) / "deploy" / "nginx" / f"{PROJECT}.conf").read_text("utf-8")
+    tag = secrets.token_hex(3)
+    # In /tmp itself: the workers (www-data) must reach their temp dirs.
+    with shared_tmp_dir(f"bastion-nginx-{tag}-", mode=0o711) as work:
+        configured = configure(work, site, tag, openssl, stack)
+        with running(nginx, configured):
+            app_error = fetch(configured, "GET", "/api/v1/no-such-route")
+            assert app_error.status == 404, (app_error.status, app_error.body)
+            configured.app_headers = security_headers(app_error.headers.items())
+            assert "strict-transport-security" in configured.app_headers
+            yield configured

@@ -3,6 +3,7 @@
 import pytest
 
 from support.baking import default_answers
+from support.nginx import front
 from support.stack import Stack
 
 
@@ -26,3 +27,11 @@ def hardened_stack(default_project, tmp_path_factory):
 def plain_stack(default_project, tmp_path_factory):
     """The same with harden off, to show that the tests can see the difference."""
     yield from _running_stack(default_project, tmp_path_factory, False)
+
+
+@pytest.fixture(scope="module")
+def nginx_front(hardened_stack, default_project):
+    """nginx with two test copies of the site file: one before the stack, one
+    before nothing (support/nginx.py); one per module, with its own rate limit."""
+    with front(hardened_stack, default_project) as running_front:
+        yield running_front

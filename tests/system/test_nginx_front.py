@@ -10,7 +10,9 @@ support/nginx.py.
 
 A second copy of the same file, on other ports, proxies to a port where
 nothing listens: that is how nginx's own 502 is made, and how a 413 is known
-to come from nginx rather than from the app.
+to come from nginx rather than from the app. The nginx_front fixture
+(tests/system/conftest.py) runs both. test_probe_matrix.py sends the front
+its malformed and extreme requests.
 
 Needs root (nginx's workers run as www-data, like Debian's) and the packages
 nginx and libnginx-mod-http-headers-more-filter; CI installs them.
@@ -19,28 +21,25 @@ nginx and libnginx-mod-http-headers-more-filter; CI installs them.
 import http.client
 import json
 import re
-import secrets
 import socket
 import ssl
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from drheader import Drheader
 
-from support.files import shared_tmp_dir
 from support.nginx import (
     DOMAIN,
-    HEADERS_MORE,
     PROJECT,
-    configure,
     fetch,
     handshake,
-    running,
+    resolving,
+    security_headers,
     tls_context,
 )
-from support.tools import needs_root, system_file, tool
+from support.probes import CLOSED, check, connect, exchange, h2_exchange
+from support.tools import needs_root
 
 pytestmark = needs_root("nginx's master binds the test ports and starts its workers as www-data")
 
@@ -48,9 +47,6 @@ MAX_CONTENT_LENGTH = 131072  # the app's limit, and client_max_body_size 128k
 HSTS = "max-age=31536000; includeSubDomains"
 # TLS 1.2 suites an ECDSA certificate could use, but without AEAD.
 CBC_SUITES = ("ECDHE-ECDSA-AES128-SHA256", "ECDHE-ECDSA-AES256-SHA384", "ECDHE-ECDSA-AES128-SHA")
-# Headers of an answer that say nothing about security, and one that differs per request.
-TRANSPORT = {"content-type", "content-length", "date", "connection", "keep-alive"}
-PER_REQUEST = {"x-request-id"}
 # nginx's $request_id: 32 hex digits.
 NGINX_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 REALM = f'Bearer realm="{PROJECT}"'
@@ -75,17 +71,11 @@ def error_of(response, status, code):
     return payload["error"]
 
 
-def security_headers(response):
-    """{name: [values]} of the answer's headers, less those of transport and the request id."""
-    names = {name.lower() for name in response.headers} - TRANSPORT - PER_REQUEST
-    return {name: response.headers.get_all(name) for name in names}
-
-
 def nginx_error(front, response, status, code):
     """An error nginx wrote itself: the app's shape, exactly the app's headers, no name."""
     error = error_of(response, status, code)
     assert sorted(error) == ["code", "message"], error
-    seen = security_headers(response)
+    seen = security_headers(response.headers.items())
     seen.pop("retry-after", None)
     assert seen == front.app_headers, (seen, front.app_headers)
     assert_anonymous(response)
@@ -98,24 +88,6 @@ def item_body(size):
 
 
 # ---------------------------------------------------------------- nginx
-
-
-@pytest.fixture(scope="module")
-def nginx_front(hardened_stack, default_project):
-    """nginx with two test copies of the site file: one before the stack, one before nothing."""
-    nginx = tool("nginx", "nginx")
-    system_file(HEADERS_MORE, "libnginx-mod-http-headers-more-filter")
-    openssl = tool("openssl", "openssl")
-    site = (Path(default_project) / "deploy" / "nginx" / f"{PROJECT}.conf").read_text("utf-8")
-    tag = secrets.token_hex(3)
-    # In /tmp itself: the workers (www-data) must reach their temp dirs.
-    with shared_tmp_dir(f"bastion-nginx-{tag}-", mode=0o711) as work:
-        front = configure(work, site, tag, openssl, hardened_stack)
-        with running(nginx, front):
-            # What the app itself sends on a JSON error: nginx's own must match it.
-            front.app_headers = security_headers(fetch(front, "GET", "/api/v1/no-such-route"))
-            assert "strict-transport-security" in front.app_headers
-            yield front
 
 
 # ---------------------------------------------------------------- tests
@@ -140,6 +112,66 @@ def test_port_80_only_redirects_to_https(nginx_front):
             assert_anonymous(response)
             # HSTS over plain http means nothing; neither layer sends it there.
             assert response.headers.get_all("Strict-Transport-Security") is None
+
+
+# Request lines and Host headers that still name this site on port 80, each
+# with the path it asks for: the redirect goes to the configured name, with
+# no port, whatever the client wrote.
+OUR_NAME_SPELLED = {
+    "upper case": (b"GET /a?b=1 HTTP/1.1\r\nHost: EXAMPLE.COM\r\n\r\n", "/a?b=1"),
+    "trailing dot": (b"GET /a HTTP/1.1\r\nHost: example.com.\r\n\r\n", "/a"),
+    "another port": (b"GET /a HTTP/1.1\r\nHost: example.com:8443\r\n\r\n", "/a"),
+    # The request line's name wins over the Host header (RFC 9112, 3.2.2).
+    "absolute form, foreign Host": (
+        b"GET http://example.com/a HTTP/1.1\r\nHost: attacker.example\r\n\r\n", "/a",
+    ),
+}  # fmt: skip
+
+
+def test_port_80_redirects_to_the_configured_name_never_the_clients(nginx_front):
+    for case, (request, path) in OUR_NAME_SPELLED.items():
+        response = exchange(nginx_front, request, tls=False)
+        assert response.status == 301, (case, response)
+        assert dict(response.headers)["location"] == f"https://{DOMAIN}{path}", (case, response)
+        assert response.body == b"", (case, response)
+
+
+# A request for a name that is not ours, on either port: (port, request).
+FOREIGN = {
+    "80: foreign Host": ("http", b"GET /a HTTP/1.1\r\nHost: attacker.example\r\n\r\n"),
+    "80: foreign name in the request line": (
+        "http", b"GET http://attacker.example/a HTTP/1.1\r\nHost: example.com\r\n\r\n",
+    ),
+    "80: no name (HTTP/1.0)": ("http", b"GET /a HTTP/1.0\r\n\r\n"),
+    "80: not HTTP at all": ("http", b"NOT HTTP AT ALL\r\n\r\n"),
+    "443: foreign Host": ("https", b"GET /a HTTP/1.1\r\nHost: attacker.example\r\n\r\n"),
+    "443: TRACE for a foreign Host": (
+        "https", b"TRACE / HTTP/1.1\r\nHost: attacker.example\r\n\r\n",
+    ),
+    "443: plain http, no name": ("https-plain", b"GET /api/v1/health HTTP/1.0\r\n\r\n"),
+}  # fmt: skip
+
+
+def test_a_host_that_is_not_ours_is_closed_on_both_ports(nginx_front):
+    """nginx's default server closes the connection (444) with no answer at all."""
+    for case, (port, request) in FOREIGN.items():
+        tls = port == "https"
+        number = nginx_front.http_port if port == "http" else nginx_front.https_port
+        outcome = exchange(nginx_front, request, tls=tls, port=number)
+        assert check(outcome, CLOSED, nginx_front.app_headers) == [], (case, outcome)
+        assert outcome.elapsed < 5, (case, outcome)
+
+    # Over HTTP/2 the stream is reset: the connection is ours, the name is not.
+    stream = [(b":method", b"GET"), (b":scheme", b"https")]
+    stream += [(b":authority", b"attacker.example"), (b":path", b"/api/v1/health")]
+    outcome = h2_exchange(nginx_front, stream)
+    assert check(outcome, CLOSED, nginx_front.app_headers) == [], outcome
+
+    # TLS for another name, or for none (an address), gets no certificate at all.
+    for name in ("attacker.example", None):
+        with pytest.raises(ssl.SSLError) as refused:
+            connect(nginx_front, sni=name).close()
+        assert refused.value.reason == "TLSV1_UNRECOGNIZED_NAME", (name, refused.value)
 
 
 def test_https_serves_the_api_through_nginx(nginx_front):
@@ -175,12 +207,13 @@ AUDIT_CASES = {
 def audit(front, case):
     """drheader's findings for one case, after checking what came back.
 
-    requests connects to https://127.0.0.1 (no SNI for an address; the
-    certificate's IP SAN verifies it) and sends Host example.com.
+    requests connects to https://example.com, which resolves to 127.0.0.1
+    here: it sends the name in SNI, as any client must (a handshake without
+    it is refused), and as the Host header.
     """
     method, path, options, status, copy = AUDIT_CASES[case]
     port = front.https_port if copy == "live" else front.dead_https_port
-    headers = {"Host": DOMAIN}
+    headers = {}
     if "data" in options:
         headers["Content-Type"] = "application/json"
     if path.startswith("/api/v1/items") and status != 401:
@@ -193,15 +226,16 @@ def audit(front, case):
             (response.status_code, raw.getlist("Strict-Transport-Security"), raw.getlist("Server"))
         )
 
-    scanner = Drheader(
-        url=f"https://127.0.0.1:{port}{path}",
-        method=method,
-        headers=headers,
-        verify=front.cert,
-        hooks={"response": record},
-        allow_redirects=False,
-        **options,
-    )
+    with resolving(DOMAIN, "127.0.0.1"):
+        scanner = Drheader(
+            url=f"https://{DOMAIN}:{port}{path}",
+            method=method,
+            headers=headers,
+            verify=front.cert,
+            hooks={"response": record},
+            allow_redirects=False,
+            **options,
+        )
     # The expected status, HSTS exactly once, no Server header.
     assert seen == [(status, [HSTS], [])], f"{case}: {seen}\n{front.logs()}"
     return scanner.analyze(cross_origin_isolated=True)
@@ -228,23 +262,29 @@ def test_nginx_own_errors_are_json_with_the_security_headers(nginx_front):
     response = fetch(nginx_front, "GET", "/__error__")
     nginx_error(nginx_front, response, 404, "not_found")
 
-    # A request line nginx cannot parse, over TLS and over plain http.
-    for tls in (True, False):
-        port = nginx_front.https_port if tls else nginx_front.http_port
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        if tls:
-            sock = tls_context(nginx_front.cert).wrap_socket(sock, server_hostname=DOMAIN)
-        with sock:
-            sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
-            raw = b""
-            while chunk := sock.recv(65536):
-                raw += chunk
-        head, _, body = raw.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 400 "), raw
-        assert b"\r\nserver:" not in head.lower(), raw
-        assert b"application/json" in head, raw
-        assert json.loads(body)["error"]["code"] == "bad_request", raw
-        assert (b"strict-transport-security:" in head.lower()) == tls, raw
+    # A request line nginx cannot parse: over TLS the name came in the
+    # handshake (SNI), and the site answers; on port 80 it is a request for
+    # no name, closed (test_a_host_that_is_not_ours_is_closed_on_both_ports).
+    with tls_context(nginx_front.cert).wrap_socket(
+        socket.create_connection(("127.0.0.1", nginx_front.https_port), timeout=10),
+        server_hostname=DOMAIN,
+    ) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), raw
+    assert b"\r\nserver:" not in head.lower(), raw
+    assert b"application/json" in head, raw
+    assert json.loads(body)["error"]["code"] == "bad_request", raw
+    assert b"strict-transport-security:" in head.lower(), raw
+
+    # The same error page on port 80, for a request that names this site: no HSTS there.
+    outcome = exchange(nginx_front, b"TRACE / HTTP/1.1\r\nHost: example.com\r\n\r\n", tls=False)
+    assert outcome.status == 405, outcome
+    assert json.loads(outcome.body)["error"]["code"] == "method_not_allowed", outcome
+    assert "strict-transport-security" not in dict(outcome.headers), outcome
 
 
 def test_nginx_takes_exactly_the_bodies_the_app_takes(nginx_front):
@@ -351,7 +391,7 @@ def test_anonymous_writes_get_401_with_the_challenge_through_nginx(nginx_front):
         response = fetch(nginx_front, method, path, body=body, headers=headers)
         error_of(response, 401, "unauthorized")
         assert response.headers.get_all("WWW-Authenticate") == [REALM], (method, response.headers)
-        seen = security_headers(response)
+        seen = security_headers(response.headers.items())
         assert seen.pop("www-authenticate") == [REALM]
         assert seen == nginx_front.app_headers, (method, seen, nginx_front.app_headers)
         assert response.headers.get_all("Strict-Transport-Security") == [HSTS]
