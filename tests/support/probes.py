@@ -62,6 +62,7 @@ def connect(front, *, tls=True, port=None, address=None, alpn=None, sni=DOMAIN, 
 
 
 def answer(status, headers, body, elapsed):
+    """An answer: its status, its (name, value) headers with names in lower case, its body."""
     return SimpleNamespace(status=status, headers=headers, body=body, closed=None, elapsed=elapsed)
 
 
