@@ -56,7 +56,7 @@ DEPENDENCY_IMPORT_NAMES = frozenset(
     """
     flask werkzeug jinja2 click itsdangerous markupsafe blinker
     flask_talisman flask_openapi3 flask_httpauth pydantic pydantic_core annotated_types
-    typing_extensions typing_inspection gunicorn dotenv psutil honcho
+    typing_extensions typing_inspection gunicorn dotenv psutil honcho prometheus_client
     pytest _pytest pluggy iniconfig py ruff urllib3 requests certifi idna
     charset_normalizer cookiecutter pytest_cookies binaryornot arrow slugify
     text_unidecode yaml rich pygments markdown_it mdurl dateutil tzdata

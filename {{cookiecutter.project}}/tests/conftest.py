@@ -73,19 +73,24 @@ def anonymous(app):
 
 @pytest.fixture
 def spawn():
-    """Start real processes; every one is stopped at the end, even when the test fails."""
+    """Start real processes; every one is stopped at the end, even when the test fails.
+
+    log=PATH sends the process's stdout and stderr to that file instead of pipes.
+    """
     processes = []
 
-    def start(args, env=None, **kwargs):
+    def start(args, env=None, log=None, **kwargs):
         full_env = {**os.environ, **(env or {})}
+        output = open(log, "w", encoding="utf-8") if log else subprocess.PIPE  # noqa: SIM115
         process = subprocess.Popen(
             [sys.executable, *args],
             env=full_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=output,
+            stderr=subprocess.STDOUT if log else subprocess.PIPE,
             text=True,
             **kwargs,
         )
+        process.log = output if log else None
         processes.append(process)
         return process
 
@@ -98,8 +103,9 @@ def spawn():
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
-        for stream in (process.stdout, process.stderr):
-            stream.close()
+        for stream in (process.stdout, process.stderr, process.log):
+            if stream is not None:
+                stream.close()
 
 
 @pytest.fixture(scope="module")

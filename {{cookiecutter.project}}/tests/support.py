@@ -35,7 +35,9 @@ def wait_for_port(port, timeout=15.0, process=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise AssertionError(f"{process.args} exited early: {process.stderr.read()}")
+            log = getattr(process, "log", None)
+            said = Path(log.name).read_text() if log else process.stderr.read()
+            raise AssertionError(f"{process.args} exited early: {said}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -194,3 +196,17 @@ def tls_files(directory, name, ca_directory=None):
         "INTERNAL_TLS_CERT": str(directory / f"{name}.crt"),
         "INTERNAL_TLS_KEY": str(directory / f"{name}.key"),
     }
+
+
+def start_pair(spawn, work, **settings):
+    """The internal service and the API under gunicorn, as honcho runs them, logging to
+    WORK/internal.log and WORK/api.log; returns the API's and the internal ports."""
+    ports = {"PUBLIC_PORT": free_port(), "INTERNAL_PORT": free_port()}
+    env = {f"{PREFIX}_{key}": str(value) for key, value in {**ports, **settings}.items()}
+    env[f"{PREFIX}_WORKERS"] = env.get(f"{PREFIX}_WORKERS", "2")
+    internal = spawn(["-m", f"{PACKAGE}.internal"], env=env, log=work / "internal.log", cwd=work)
+    wait_for_port(ports["INTERNAL_PORT"], process=internal)
+    gunicorn = ["-m", "gunicorn", "-c", f"python:{PACKAGE}.gunicorn_api"]
+    api = spawn(gunicorn, env=env, log=work / "api.log", cwd=work)
+    wait_for_port(ports["PUBLIC_PORT"], process=api)
+    return ports["PUBLIC_PORT"], ports["INTERNAL_PORT"]

@@ -86,6 +86,15 @@ DEFAULTS = {
     # client_body_timeout in front is the same): no client holds a worker longer.
     "BODY_TIMEOUT": 10.0,
     "LOG_LEVEL": "INFO",
+    # text (readable lines) or json (one object per line), on stderr (logs.py).
+    "LOG_FORMAT": "text",
+    # Prometheus metrics (metrics.py) on 127.0.0.1:METRICS_PORT, served by the
+    # API's gunicorn master; empty: off. INTERNAL_METRICS_PORT: the internal
+    # service serves its own, for a host where it runs alone. METRICS_DIR: where
+    # the processes of one host leave their samples (deployed: /run/PROJECT/metrics).
+    "METRICS_PORT": "",
+    "INTERNAL_METRICS_PORT": "",
+    "METRICS_DIR": "metrics",
 }
 
 
@@ -120,6 +129,7 @@ RANGES = {
     "IDEMPOTENCY_HOURS": (1, 24 * 30),
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(ValueError):
@@ -169,11 +179,28 @@ def _checked_together(settings):
         written = f"{_env_name('LOG_LEVEL')}={settings['LOG_LEVEL']!r}"
         raise SettingsError(f"{written} is not one of {', '.join(LOG_LEVELS)}")
     settings["LOG_LEVEL"] = level
+    if settings["LOG_FORMAT"] not in LOG_FORMATS:
+        written = f"{_env_name('LOG_FORMAT')}={settings['LOG_FORMAT']!r}"
+        raise SettingsError(f"{written} is not one of {', '.join(LOG_FORMATS)}")
+    for key in ("METRICS_PORT", "INTERNAL_METRICS_PORT"):
+        _metrics_port(settings, key)
     if settings["TOKEN_DAYS"] > settings["TOKEN_MAX_DAYS"]:
         raise SettingsError(
             f"{_env_name('TOKEN_DAYS')}={settings['TOKEN_DAYS']} is more than"
             f" {_env_name('TOKEN_MAX_DAYS')}={settings['TOKEN_MAX_DAYS']}"
         )
+
+
+def _metrics_port(settings, key):
+    """Empty (off), or a port of its own in 1024-65535."""
+    text = settings[key].strip()
+    taken = {settings["PUBLIC_PORT"], settings["INTERNAL_PORT"]}
+    if text and (not text.isdigit() or not 1024 <= int(text) <= 65535 or int(text) in taken):
+        raise SettingsError(
+            f"{_env_name(key)}={settings[key]!r} must be empty (off) or a port in 1024-65535"
+            " that neither server uses"
+        )
+    settings[key] = text
 
 
 def log_level(settings):

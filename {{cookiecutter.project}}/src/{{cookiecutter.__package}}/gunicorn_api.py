@@ -12,10 +12,17 @@ from gunicorn.http import wsgi as _gunicorn_wsgi
 # Module-level names are read as gunicorn settings, and "config" is one: keep it private.
 from . import config as _config
 from . import gunicorn_errors as _errors
+from . import logs as _logs
+from . import metrics as _metrics
 from . import startup as _startup
 
 _config.load_dotenv()
 _settings, _host = _startup.public_listener()
+# The app's log lines (the access line among them) go to stderr in LOG_FORMAT;
+# gunicorn's own keep their format.
+_logs.configure(_settings)
+# Before the app (and prometheus-client) is imported: the workers' samples' directory.
+_metrics.prepare(_settings, "api")
 
 wsgi_app = "{{ cookiecutter.__package }}.api:create_app()"
 bind = [_config.join_host_port(_host, _settings["PUBLIC_PORT"])]
@@ -50,8 +57,11 @@ def pre_request(worker, req):
 
 
 def when_ready(server):
-    """Freeze what the master has built, so that the workers' garbage collector
-    never writes to those pages and they stay shared after the fork."""
+    """Serve the metrics from the master, if on; then freeze what the master has
+    built, so that the workers' garbage collector never writes to those pages and
+    they stay shared after the fork."""
+    if _settings["METRICS_PORT"]:
+        _metrics.serve(_settings, _settings["METRICS_PORT"], ["api", "internal"])
     gc.collect()
     gc.freeze()
 

@@ -21,6 +21,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 import weakref
 
 from . import config, contract, tls
@@ -87,6 +88,8 @@ class InternalClient:
         os.register_at_fork(after_in_child=functools.partial(_forget_in_child, weakref.ref(self)))
         # Who the facade's calls come from (tests, scripts): {"token": ...}, or None.
         self.caller = None
+        # observe(operation name, seconds) after each call: the API's metrics.
+        self.observe = _ignore
         # The typed facade: client.items.get(3), one attribute per resource of the contract.
         for unit in contract.UNITS:
             if isinstance(unit, contract.Resource):
@@ -111,6 +114,21 @@ class InternalClient:
     def call(self, operation, args=None, caller=None):
         """Run OPERATION (a contract.Operation) with ARGS (a dict) for CALLER (a dict:
         token, address, request), and return its result, or raise an InternalError."""
+        started = time.perf_counter()
+        try:
+            return self._call(operation, args, caller)
+        finally:
+            seconds = time.perf_counter() - started
+            self._local.spent = getattr(self._local, "spent", 0.0) + seconds
+            self.observe(operation.name, seconds)
+
+    def spent(self):
+        """Seconds this thread has waited on the internal service since it last asked."""
+        seconds = getattr(self._local, "spent", 0.0)
+        self._local.spent = 0.0
+        return seconds
+
+    def _call(self, operation, args, caller):
         retryable = operation.idempotent
         message = {"op": operation.name, "args": args or {}}
         if caller:
@@ -317,4 +335,8 @@ class ResourceCalls:
 
 
 def _nobody():
+    return None
+
+
+def _ignore(*args):
     return None

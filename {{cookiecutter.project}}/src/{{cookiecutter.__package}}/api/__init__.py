@@ -8,9 +8,9 @@ import importlib
 
 from flask_openapi3 import Info, OpenAPI
 
-from .. import __version__, contract, startup
+from .. import __version__, contract, metrics, startup
 from ..internal_client import InternalClient
-from . import auth, errors, harden, pages, proxy, request_id, resource
+from . import access_log, auth, errors, harden, pages, proxy, request_id, resource
 
 SECURITY_SCHEMES = {
     resource.BEARER: {
@@ -25,6 +25,18 @@ SECURITY_SCHEMES = {
 def create_app(overrides=None):
     """App factory; overrides (tests only) replace settings after the environment is read."""
     settings, tls_context = startup.api(overrides)
+    app = _new_app(settings)
+    client = InternalClient.from_settings(settings, tls_context)
+    app.extensions["internal_client"] = client
+    _register(app)
+    _declare_idempotency_keys(app.api_doc)
+    if app.config["ANONYMOUS_READS"]:
+        _reads_need_no_token(app.api_doc)
+    _wrap(app, client, metrics.for_api(settings))
+    return app
+
+
+def _new_app(settings):
     app = OpenAPI(
         __name__,
         info=Info(title="{{ cookiecutter.project }}", version=__version__),
@@ -38,23 +50,29 @@ def create_app(overrides=None):
     )
     app.config.update(settings)
     app.json.sort_keys = False
-    app.extensions["internal_client"] = InternalClient.from_settings(settings, tls_context)
+    return app
 
+
+def _register(app):
+    """The converters, hooks and error handlers, then every unit's routes and the page."""
     app.url_map.converters["id"] = resource.IdConverter
     errors.register(app)
     auth.register(app)
     request_id.register(app)
+    app.after_request(access_log.note_route)
     for unit in contract.UNITS:
         if not unit.admin:  # admin units serve the admin command, never the API
             app.register_api(importlib.import_module(f".{unit.name}", __package__).api)
     app.register_blueprint(pages.bp)
-    _declare_idempotency_keys(app.api_doc)
-    if app.config["ANONYMOUS_READS"]:
-        _reads_need_no_token(app.api_doc)
+
+
+def _wrap(app, client, recorder):
+    """The WSGI layers, innermost first: headers, the access line and metrics, proxy trust."""
     if app.config["HARDEN"]:
         harden.apply(app)
+    client.observe = recorder.hop
+    app.wsgi_app = access_log.wrap(app.wsgi_app, client, recorder.request)
     app.wsgi_app = proxy.trust_proxy(app.wsgi_app, app.config["PROXY_HOPS"])
-    return app
 
 
 def _declare_idempotency_keys(document):

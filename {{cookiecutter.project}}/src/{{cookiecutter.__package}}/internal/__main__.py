@@ -3,9 +3,8 @@
 import logging
 import signal
 import sqlite3
-import sys
 
-from .. import config, startup
+from .. import config, logs, metrics, startup
 from . import migrations
 from .server import InternalServer, inherited_socket
 from .storage import Storage
@@ -27,9 +26,22 @@ def open_storage(settings):
         raise SystemExit(f"{PROGRAM}: the database in {where} cannot be used: {reason}") from None
 
 
-def listen(host, port, storage, settings, tls_context, sock):
+def recorder(settings):
+    """This process's metrics, served here when INTERNAL_METRICS_PORT is set."""
     try:
-        return InternalServer(host, port, storage, settings, tls_context, sock=sock)
+        metrics.prepare(settings, "internal")
+        made = metrics.for_internal(settings)
+        if settings["INTERNAL_METRICS_PORT"]:
+            metrics.serve(settings, settings["INTERNAL_METRICS_PORT"], ["internal"])
+    except OSError as exc:
+        what = f"{config.PREFIX}_METRICS_DIR or {config.PREFIX}_INTERNAL_METRICS_PORT"
+        raise SystemExit(f"{PROGRAM}: the metrics ({what}) cannot be set up: {exc}") from None
+    return made
+
+
+def listen(host, port, storage, settings, tls_context, sock, made):
+    try:
+        return InternalServer(host, port, storage, settings, tls_context, sock=sock, recorder=made)
     except OSError as exc:
         storage.close()
         where = config.join_host_port(host, port)
@@ -40,11 +52,10 @@ def main():
     config.load_dotenv()
     sock = inherited_socket()
     settings, host, port, tls_context = startup.internal(sock)
-    logging.basicConfig(
-        level=settings["LOG_LEVEL"], format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logs.configure(settings)
+    made = recorder(settings)
     storage = open_storage(settings)
-    server = listen(host, port, storage, settings, tls_context, sock)
+    server = listen(host, port, storage, settings, tls_context, sock, made)
     # SIGTERM (systemd, honcho) ends serve_forever like Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     tls_note = " with mutual TLS" if tls_context is not None else ""

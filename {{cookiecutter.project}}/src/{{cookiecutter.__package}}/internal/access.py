@@ -15,6 +15,7 @@ import collections
 import threading
 import time
 
+from .. import metrics
 from . import tokens
 from .operations import OperationError
 
@@ -65,9 +66,10 @@ class Limiter:
 class Gate:
     """The settings that decide access, and the limiter every connection shares."""
 
-    def __init__(self, settings):
+    def __init__(self, settings, recorder=None):
         self.anonymous_reads = settings["ANONYMOUS_READS"]
         self.limiter = Limiter(settings["AUTH_FAILURES"], settings["AUTH_WINDOW"])
+        self.recorder = recorder or metrics.Nothing()
 
     def admit(self, db, operation, caller, role):
         """The caller's token row (or None when none is needed); else an OperationError."""
@@ -80,6 +82,7 @@ class Gate:
         address = caller.get("address", "")
         wait = self.limiter.wait(address)
         if wait:
+            self.recorder.rate_limited()
             message = "too many failed authentications from this address"
             raise OperationError("rate_limited", message, retry_after=max(1, round(wait)))
         return self._token(db, operation, caller, address)
@@ -93,8 +96,10 @@ class Gate:
         row = tokens.valid(db, token)
         if row is None:
             self.limiter.failed(address)
+            self.recorder.auth_failure("invalid_token")
             raise OperationError("invalid_token", "the token is not valid")
         if operation.scope not in row["scopes"]:
+            self.recorder.auth_failure("insufficient_scope")
             message = f"this operation needs a token with the scope {operation.scope}"
             raise OperationError(
                 "insufficient_scope", message, token_id=row["id"], scope=operation.scope

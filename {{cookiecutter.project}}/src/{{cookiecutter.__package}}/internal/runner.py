@@ -13,8 +13,9 @@ passes its own.
 """
 
 import logging
+import time
 
-from .. import contract
+from .. import contract, metrics
 from . import audit, idempotency, tokens
 from .operations import OperationError, find
 
@@ -25,17 +26,44 @@ UNRECORDED = frozenset({"unauthorized", "rate_limited"})
 
 
 class Runner:
-    def __init__(self, storage, gate=None, settings=None):
+    def __init__(self, storage, gate=None, settings=None, recorder=None):
         self.storage = storage
         self.gate = gate
         self.settings = settings
         self.last_use = tokens.LastUse(storage)
+        self.recorder = recorder or metrics.Nothing()
 
     def run(self, name, args, caller=None, role="api"):
-        """The result of operation NAME with ARGS for CALLER on a ROLE connection."""
+        """The result of operation NAME with ARGS for CALLER on a ROLE connection;
+        each call is one log line and one count, whatever its outcome."""
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = self._run(name, args, caller or {}, role)
+            outcome = "ok"
+            return result
+        except OperationError as exc:
+            outcome = exc.code
+            raise
+        finally:
+            self._account(name, outcome, time.perf_counter() - started, caller or {}, role)
+
+    def _account(self, name, outcome, seconds, caller, role):
+        operation = contract.OPERATIONS.get(name) if isinstance(name, str) else None
+        shown = operation.name if operation else "unknown"
+        self.recorder.operation(shown, outcome, seconds, bool(operation and operation.writes))
+        fields = {
+            "request_id": caller.get("request", "-"),
+            "role": role,
+            "operation": shown,
+            "outcome": outcome,
+            "duration_ms": round(seconds * 1000, 2),
+        }
+        log.info("operation", extra={"fields": fields})
+
+    def _run(self, name, args, caller, role):
         found = find(name)
         operation = found.operation
-        caller = caller or {}
         recorded = operation.writes or operation.admin
         token = None
         try:

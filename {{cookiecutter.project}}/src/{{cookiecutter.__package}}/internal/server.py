@@ -126,10 +126,11 @@ class InternalServer(socketserver.ThreadingTCPServer):
     # socketserver's default backlog of 5 is too short when every worker reconnects at once.
     request_queue_size = 128
 
-    def __init__(self, host, port, storage, settings, tls_context=None, sock=None):
-        """TLS_CONTEXT: the server's (startup.internal builds it), or None for plain TCP."""
+    def __init__(self, host, port, storage, settings, tls_context=None, sock=None, recorder=None):
+        """TLS_CONTEXT: the server's (startup.internal builds it), or None for plain TCP.
+        RECORDER: metrics.InternalMetrics, or None for none."""
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.runner = Runner(storage, Gate(settings), settings)
+        self.runner = Runner(storage, Gate(settings, recorder), settings, recorder)
         # Secret -> the role it gives a connection. An empty ADMIN_TOKEN gives none.
         self.secrets = [(settings["INTERNAL_TOKEN"].encode(), "api")]
         if settings["ADMIN_TOKEN"]:
