@@ -44,6 +44,7 @@ OPENED_DECOY = 9999
 BACKENDS = ("nftables", "iptables", "ufw")
 TRUSTED_CLIENTS = f"{ADDRESSES['trusted'].v4}, {ADDRESSES['trusted'].v6}"
 API_PORT = 18000  # the API's loopback port in the server; not a decoy port
+METRICS_PORT = 18001  # its Prometheus metrics, on loopback too: never seen from outside
 PREFIX = PROJECT.replace("-", "_").upper()
 
 
@@ -182,6 +183,8 @@ class RealStack:
             self._popen([sys.executable, "-m", f"{self.package}.internal"], env)
         env = self.client_env("api", server.v4)
         env[f"{PREFIX}_PUBLIC_PORT"] = str(API_PORT)
+        env[f"{PREFIX}_METRICS_PORT"] = str(METRICS_PORT)
+        env[f"{PREFIX}_METRICS_DIR"] = str(self.state.parent / "metrics")
         self._popen(
             [sys.executable, "-m", "gunicorn", "-c", f"python:{self.package}.gunicorn_api"], env
         )

@@ -29,6 +29,7 @@ from support.firewall import (
     BACKENDS,
     DECOY_PORTS,
     INTERNAL_PORT,
+    METRICS_PORT,
     OPENED_DECOY,
     PUBLIC_PORTS,
     TABLE,
@@ -169,6 +170,10 @@ def test_loopback_still_works_inside_the_server(firewalled):
     # The API on 127.0.0.1 reaches the internal service through the firewall,
     # over mutual TLS, and answers ready.
     assert firewalled.stack.api("GET", "/api/v1/ready")[0] == 200
+    # Its metrics answer on loopback, and only there (the full scans find the port shut).
+    assert topo.probe("server", "127.0.0.1", METRICS_PORT).startswith("open")
+    outside = [(topo.address("server", family), METRICS_PORT) for family in (4, 6)]
+    assert topo.probe_many("outsider", outside, 1.5) == ["timeout", "timeout"]
 
 
 def broken_rules(firewall):

@@ -183,6 +183,8 @@ else
         echo "# Settings of $PROJECT; see README.md for every ${PREFIX}_* variable."
         echo "${PREFIX}_INTERNAL_TOKEN=$token"
         echo "${PREFIX}_STATE_DIR=$STATE_DIR"
+        # Shared by both units (RuntimeDirectory): metrics.py's samples, if METRICS_PORT is set.
+        echo "${PREFIX}_METRICS_DIR=/run/$PROJECT/metrics"
     } >"$draft"
     if ((DRY_RUN)); then
         echo "would: write $ENV_FILE (root:$SERVICE_USER 0640) with a fresh token"
