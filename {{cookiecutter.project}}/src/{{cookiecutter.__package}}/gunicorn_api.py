@@ -53,6 +53,8 @@ def pre_request(worker, req):
     stops sending (a body shorter than its Content-Length, a chunked body that
     stalls) gets a 408 after BODY_TIMEOUT seconds, instead of holding a sync
     worker until gunicorn's own timeout kills it."""
+    # What gunicorn's own pre_request does, which this one replaces.
+    worker.log.debug("%s %s", req.method, req.path)
     req.unreader.sock.settimeout(_settings["BODY_TIMEOUT"])
 
 

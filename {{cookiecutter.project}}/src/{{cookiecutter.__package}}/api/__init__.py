@@ -82,7 +82,8 @@ def _declare_idempotency_keys(document):
         "in": "header",
         "required": False,
         "description": "the write is done once per key; a retry with it gets the first answer",
-        "schema": {"type": "string", "pattern": resource.WELL_FORMED_KEY.pattern},
+        # Anchored: a JSON Schema pattern matches anywhere in the string unless told.
+        "schema": {"type": "string", "pattern": f"^{resource.WELL_FORMED_KEY.pattern}$"},
     }
     for path_item in document["paths"].values():
         create = path_item.get("post", {})
