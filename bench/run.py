@@ -7,7 +7,8 @@ loopback as `honcho start` would (production-like: debug off), and starts a
 bare Flask app returning a small JSON dict under gunicorn with the project's
 own worker count and class. The stack runs with anonymous reads on, so that
 items/<id> is measured both without a token and with one (minted by the
-project's admin command) in the same round; writes always send it. wrk then
+project's admin command) in the same round; writes always send it. A second,
+identical stack has metrics on (METRICS_PORT), for what they cost. wrk then
 loads each target at each concurrency, round after round, with the order of
 the targets reversed every other round.
 Each figure is set against the baseline of the same round.
@@ -84,6 +85,7 @@ TARGETS = {
     "health, harden on": ("stack", "/api/v1/health", None),
     "items/<id>, harden on": ("stack", "/api/v1/items/1", None),
     "items/<id>, with a token": ("stack", "/api/v1/items/1", "token.lua"),
+    "items/<id>, metrics on": ("metered", "/api/v1/items/1", None),
     "POST items, harden on": ("stack", "/api/v1/items", "post.lua"),
 }
 
@@ -170,9 +172,22 @@ def bake(work, template):
     return work / "myservice"
 
 
+def start_stack(processes, group, env, ports):
+    """An internal service and its API (harden on) under env, as the group; its URL."""
+    python = sys.executable
+    processes.start(group, [python, "-m", f"{PACKAGE}.internal"], env, f"internal-{group}")
+    time.sleep(0.5)
+    api_env = {**env, f"{PREFIX}_PUBLIC_PORT": str(ports[group]), f"{PREFIX}_HARDEN": "true"}
+    args = [python, "-m", "gunicorn", "-c", f"python:{PACKAGE}.gunicorn_api"]
+    processes.start(group, args, api_env, f"api-{group}")
+    return f"http://127.0.0.1:{ports[group]}"
+
+
 def start_servers(processes, project, work, overrides):
-    """The stack (harden on), a second API with harden off, and the baseline."""
-    ports = {name: free_port() for name in ("internal", "stack", "plain", "baseline")}
+    """The stack (harden on), a second API on it with harden off, a second stack
+    with metrics on (its own state and metrics directory), and the baseline."""
+    names = ("internal", "stack", "plain", "internal-metered", "metered", "metrics", "baseline")
+    ports = {name: free_port() for name in names}
     base = {key: value for key, value in os.environ.items() if not key.startswith(PREFIX + "_")}
     base["PYTHONPATH"] = os.pathsep.join([str(work), str(project / "src")])
     settings = {
@@ -183,30 +198,37 @@ def start_servers(processes, project, work, overrides):
         f"{PREFIX}_STATE_DIR": str(work / "state"),
         f"{PREFIX}_LOG_LEVEL": "WARNING",
     }
-    env = {**base, **settings, **overrides}
+    envs = {"stack": {**base, **settings, **overrides}}
+    envs["metered"] = {
+        **envs["stack"],
+        f"{PREFIX}_INTERNAL_PORT": str(ports["internal-metered"]),
+        f"{PREFIX}_STATE_DIR": str(work / "state-metered"),
+        f"{PREFIX}_METRICS_PORT": str(ports["metrics"]),
+        f"{PREFIX}_METRICS_DIR": str(work / "metrics"),
+    }
+    urls = {group: start_stack(processes, group, envs[group], ports) for group in envs}
     python = sys.executable
-    processes.start("stack", [python, "-m", f"{PACKAGE}.internal"], env, "internal")
-    time.sleep(0.5)
-    for group, harden in (("stack", "true"), ("plain", "false")):
-        api_env = {**env, f"{PREFIX}_PUBLIC_PORT": str(ports[group]), f"{PREFIX}_HARDEN": harden}
-        args = [python, "-m", "gunicorn", "-c", f"python:{PACKAGE}.gunicorn_api"]
-        processes.start(group, args, api_env, f"api-{group}")
+    plain_env = {**envs["stack"], f"{PREFIX}_PUBLIC_PORT": str(ports["plain"])}
+    plain_env[f"{PREFIX}_HARDEN"] = "false"
+    args = [python, "-m", "gunicorn", "-c", f"python:{PACKAGE}.gunicorn_api"]
+    processes.start("plain", args, plain_env, "api-plain")
     (work / "baseline_app.py").write_text(BASELINE_APP)
     (work / "baseline_conf.py").write_text(
         BASELINE_CONFIG.format(package=PACKAGE, port=ports["baseline"])
     )
     # HARDEN off, so that importing the project's settings leaves gunicorn as it is.
-    baseline_env = {**env, f"{PREFIX}_HARDEN": "false"}
+    baseline_env = {**envs["stack"], f"{PREFIX}_HARDEN": "false"}
     processes.start(
         "baseline",
         [python, "-m", "gunicorn", "-c", "python:baseline_conf"],
         baseline_env,
         "baseline",
     )
-    urls = {group: f"http://127.0.0.1:{port}" for group, port in ports.items()}
-    for group in ("stack", "plain", "baseline"):
-        wait_for(urls[group] + ("/api/v1/ready" if group == "stack" else "/"))
-    return urls, env
+    urls.update({group: f"http://127.0.0.1:{ports[group]}" for group in ("plain", "baseline")})
+    for group in ("stack", "metered", "plain", "baseline"):
+        wait_for(urls[group] + ("/" if group == "baseline" else "/api/v1/ready"))
+    wait_for(f"http://127.0.0.1:{ports['metrics']}/metrics")
+    return urls, envs
 
 
 def mint(env):
@@ -330,6 +352,9 @@ def target_rows(samples, table, pss_mb, connections_list):
     for connections in connections_list:
         ratio = round_ratio(samples, "items/<id>, with a token", HOP, connections)
         rows.append((f"items/<id> with a token ≥ 0.95× without, c{connections}", ratio, ">=", 0.95))
+    for connections in connections_list:
+        ratio = round_ratio(samples, "items/<id>, metrics on", HOP, connections)
+        rows.append((f"items/<id> metrics on ≥ 0.97× off, c{connections}", ratio, ">=", 0.97))
     if 32 in connections_list:
         p99 = table[HOP][32]["p99_ms"] / table["baseline"][32]["p99_ms"]
         rows.append(("items/<id> p99 ≤ 1.5× baseline p99, c32", p99, "<=", 1.5))
@@ -419,9 +444,11 @@ def main():
                 raise SystemExit(f"bench: --set {item!r}: use NAME=VALUE")
             overrides[f"{PREFIX}_{name}"] = value
         project = bake(work, args.template)
-        urls, env = start_servers(processes, project, work, overrides)
-        token = mint(env)
+        urls, envs = start_servers(processes, project, work, overrides)
+        token = mint(envs["stack"])
         item = seed(urls["stack"], token)
+        if seed(urls["metered"], mint(envs["metered"])) != item:
+            raise SystemExit("bench: the two stacks' items differ")
         (work / "post.lua").write_text(POST_SCRIPT.format(token=token))
         (work / "token.lua").write_text(TOKEN_SCRIPT.format(token=token))
         paths = {target: path for target, (_, path, _) in TARGETS.items()}
@@ -435,7 +462,7 @@ def main():
                 for target in targets:
                     group, _, script = TARGETS[target]
                     cpu_before = processes.cpu_seconds(group)
-                    internal_before = processes.cpu_seconds(group, "internal")
+                    internal_before = processes.cpu_seconds(group, f"internal-{group}")
                     jiffies_before = cpu_jiffies()
                     result = run_wrk(
                         urls[group] + paths[target],
@@ -444,7 +471,7 @@ def main():
                         work / script if script else None,
                     )
                     cpu = processes.cpu_seconds(group) - cpu_before
-                    internal = processes.cpu_seconds(group, "internal") - internal_before
+                    internal = processes.cpu_seconds(group, f"internal-{group}") - internal_before
                     idle, total = (
                         b - a for a, b in zip(jiffies_before, cpu_jiffies(), strict=True)
                     )
