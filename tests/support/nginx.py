@@ -108,12 +108,15 @@ def site_copy(site, *, http_port, https_port, upstream_port, cert, key, tag, ipv
     text = substitute(text, f"{live}/privkey.pem;", f"{key};", 1)
     upstream = f"proxy_pass http://127.0.0.1:{upstream_port};"
     text = substitute(text, f"proxy_pass http://127.0.0.1:{PUBLIC_PORT};", upstream, 2)
+    # Each copy's access log in the work directory, named by its tag.
+    log = f"/var/log/nginx/{PROJECT}.access.log"
+    text = substitute(text, log, f"{Path(cert).parent}/access-{tag}.log", 3)
     # The error pages' headers, as deploy/install.sh writes them into /etc/nginx/snippets/.
     for scheme in ("https", "http"):
         snippet = f"include snippets/{PROJECT}-headers-{scheme}.conf;"
         text = substitute(text, snippet, f"include {Path(cert).parent}/headers-{scheme}.conf;", 1)
     # The rate limit zone, TLS session cache and map variables live at http level.
-    for name in ("_api", "_tls", "_error_body", "_retry_after"):
+    for name in ("_api", "_tls", "_error_body", "_retry_after", "_request_id", "_access"):
         assert f"{PACKAGE}{name}" in text, f"{PACKAGE}{name} is no longer in the site file"
     return text.replace(f"{PACKAGE}_", f"{PACKAGE}_{tag}_")
 
@@ -153,6 +156,8 @@ def configure(work, site, tag, openssl, stack):
     front = SimpleNamespace(
         **dict(zip(roles, ports, strict=True)), ipv6=ipv6, cert=str(cert), work=work, stack=stack
     )
+    # The site's own JSON access log (the copy before the stack).
+    front.access_log = work / f"access-{tag}.log"
     # file name -> its listen ports, the port it proxies to, and the tag of its names
     copies = {
         "site.conf": (front.http_port, front.https_port, stack.public_port, tag),
