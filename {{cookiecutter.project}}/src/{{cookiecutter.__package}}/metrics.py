@@ -12,7 +12,8 @@ What is counted (names prefixed {{ cookiecutter.__package }}_):
   api_requests_total{route,method,status}, api_request_duration_seconds{route},
   api_internal_call_duration_seconds{operation},
   internal_operations_total{operation,outcome}, internal_write_duration_seconds,
-  internal_auth_failures_total{reason}, internal_rate_limit_trips_total.
+  internal_auth_failures_total{reason}, internal_rate_limit_trips_total,
+  internal_commits_total, internal_committed_writes_total.
 
 prometheus-client decides at import whether it writes to files, from
 PROMETHEUS_MULTIPROC_DIR: prepare() sets that first, and only then is it imported.
@@ -69,6 +70,9 @@ class Nothing:
         pass
 
     def rate_limited(self):
+        pass
+
+    def commit(self, writes):
         pass
 
 
@@ -131,6 +135,15 @@ class InternalMetrics(Nothing):
             "calls refused by the brute-force brake",
             registry=None,
         )
+        # Group commit (internal/storage.py): writes per commit is the second over the first.
+        self._commits = Counter(
+            PREFIX + "internal_commits_total", "SQLite commits (each one fsync)", registry=None
+        )
+        self._committed = Counter(
+            PREFIX + "internal_committed_writes_total",
+            "writes made durable by those commits",
+            registry=None,
+        )
 
     def operation(self, name, outcome, seconds, wrote):
         self._operations.labels(name, outcome).inc()
@@ -142,6 +155,10 @@ class InternalMetrics(Nothing):
 
     def rate_limited(self):
         self._brake.inc()
+
+    def commit(self, writes):
+        self._commits.inc()
+        self._committed.inc(writes)
 
 
 def for_api(settings):

@@ -32,6 +32,7 @@ class Runner:
         self.settings = settings
         self.last_use = tokens.LastUse(storage)
         self.recorder = recorder or metrics.Nothing()
+        storage.observe_commits(self.recorder.commit)
 
     def run(self, name, args, caller=None, role="api"):
         """The result of operation NAME with ARGS for CALLER on a ROLE connection;

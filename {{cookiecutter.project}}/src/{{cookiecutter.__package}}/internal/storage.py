@@ -1,12 +1,15 @@
 """SQLite storage of the internal service, in STATE_DIR.
 
 WAL with synchronous=FULL, and a write is committed before the operation
-answers, so an acknowledged write survives a crash. Operations get a
-Database: one connection inside a transaction, whose rows come back as
-dicts keyed by column name. The schema is brought up to date at start-up by
-internal/migrations.py, before anything is served.
+answers, so an acknowledged write survives a crash. Writes that arrive
+together share one transaction and so one COMMIT, one fsync (group commit,
+_Writer below). Operations get a Database: one connection inside a
+transaction, whose rows come back as dicts keyed by column name. The schema
+is brought up to date at start-up by internal/migrations.py, before anything
+is served.
 """
 
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -23,6 +26,9 @@ READERS = 4
 BUSY_MS = 2000
 BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 BUSY = ("busy", "the store is busy; retry shortly")
+# The most writes one commit takes: under a steady stream of writes, a batch
+# is still committed, and none waits behind more than this many others.
+BATCH_MAX = 64
 
 
 class Database:
@@ -80,13 +86,13 @@ class Storage:
         path = Path(state_dir)
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path / DATABASE_FILE
-        self._lock = threading.Lock()
         self._readers = queue.LifoQueue()
-        self._writer = self._connect()
+        conn = self._connect()
+        self._writer = _Writer(conn)
         try:
-            self._writer.execute("PRAGMA journal_mode=WAL")
-            self._writer.execute("PRAGMA synchronous=FULL")
-            migrations.apply(self._writer, schema, self.path)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            migrations.apply(conn, schema, self.path)
             for _ in range(READERS):
                 reader = self._connect()
                 reader.execute("PRAGMA query_only=ON")
@@ -101,17 +107,30 @@ class Storage:
         conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
         return conn
 
+    @property
+    def commits(self):
+        """How many COMMITs the writes have taken so far (each one fsync)."""
+        return self._writer.commits
+
+    @property
+    def waiting(self):
+        """How many writes wait for the writing connection right now."""
+        return self._writer.waiting
+
+    def observe_commits(self, observe):
+        """Call OBSERVE(writes) after each commit, with the number of writes it made durable."""
+        self._writer.observe = observe
+
     def close(self):
-        with self._lock:
-            self._writer.close()
+        self._writer.close()
         while not self._readers.empty():
             self._readers.get_nowait().close()
 
     def transaction(self, write):
         """A Database for one operation, as a context manager. A writing one runs in
-        BEGIN IMMEDIATE and is committed, durably, when the block ends, or rolled
-        back if it raises."""
-        return _Write(self._lock, self._writer) if write else _Read(self._readers)
+        a savepoint of a shared BEGIN IMMEDIATE transaction, rolled back alone if the
+        block raises; the block's end returns once the commit is durable."""
+        return _Write(self._writer) if write else _Read(self._readers)
 
 
 def _busy(exc):
@@ -121,36 +140,143 @@ def _busy(exc):
     return isinstance(exc, sqlite3.OperationalError) and (code or 0) & 0xFF in BUSY_CODES
 
 
+class _Batch:
+    """One transaction, shared by the writes that ran in it; done once committed or lost."""
+
+    __slots__ = ("writes", "done", "error")
+
+    def __init__(self):
+        self.writes = 0
+        self.done = False
+        self.error = None
+
+
+class _Writer:
+    """The writing connection, used by one write at a time, with group commit.
+
+    A write runs in a savepoint of the open batch's transaction (opening one
+    if there is none). When it is done, the write commits the batch if no
+    other write is waiting to join it (or the batch is full); otherwise it
+    hands the connection on and waits for that commit. Writes that arrive
+    while a commit's fsync runs form the next batch. Nobody returns before the
+    commit of their write, so synchronous=FULL still holds for each answer.
+    """
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.commits = 0
+        self.observe = None
+        self._cond = threading.Condition()
+        self._busy = False
+        self._waiting = 0
+        self._batch = None
+
+    @property
+    def waiting(self):
+        return self._waiting
+
+    def acquire(self):
+        """The connection, in a savepoint of the open batch; the batch."""
+        with self._cond:
+            self._waiting += 1
+            while self._busy:
+                self._cond.wait()
+            self._waiting -= 1
+            self._busy = True
+            batch = self._batch
+        if batch is None:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self._hand_on()
+                raise
+            batch = self._batch = _Batch()
+        batch.writes += 1
+        try:
+            self.conn.execute("SAVEPOINT write")
+        except BaseException:
+            self.release(batch, failed=True)
+            raise
+        return batch
+
+    def release(self, batch, failed):
+        """End this write's savepoint (undone if FAILED); then commit the batch
+        or wait for its commit. The error that lost the batch, or None."""
+        try:
+            if failed:
+                self.conn.execute("ROLLBACK TO write")
+            self.conn.execute("RELEASE write")
+        except sqlite3.Error as exc:
+            # Some errors end the whole transaction: every write in it is lost.
+            if not self.conn.in_transaction:
+                batch.error = batch.error or exc
+        with self._cond:
+            last = self._waiting == 0 or batch.writes >= BATCH_MAX or batch.error is not None
+            if not last:
+                self._busy = False
+                self._cond.notify_all()
+                while not batch.done:
+                    self._cond.wait()
+                return batch.error
+        self._commit(batch)
+        return batch.error
+
+    def _commit(self, batch):
+        try:
+            if batch.error is None:
+                self.conn.execute("COMMIT")
+                self.commits += 1
+        except sqlite3.Error as exc:
+            batch.error = exc
+        finally:
+            if self.conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            with self._cond:
+                batch.done = True
+                self._batch = None
+                self._busy = False
+                self._cond.notify_all()
+        if self.observe is not None and batch.error is None:
+            self.observe(batch.writes)
+
+    def _hand_on(self):
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
+
+    def close(self):
+        with self._cond:
+            while self._busy:
+                self._cond.wait()
+            self.conn.close()
+
+
 class _Write:
-    """A writing transaction: the lock, BEGIN IMMEDIATE, then COMMIT or ROLLBACK."""
+    """One write: a savepoint of the batch, then its commit (_Writer)."""
 
-    __slots__ = ("_lock", "_conn")
+    __slots__ = ("_writer", "_batch")
 
-    def __init__(self, lock, conn):
-        self._lock = lock
-        self._conn = conn
+    def __init__(self, writer):
+        self._writer = writer
+        self._batch = None
 
     def __enter__(self):
-        self._lock.acquire()
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except BaseException as exc:
-            self._lock.release()
+            self._batch = self._writer.acquire()
+        except sqlite3.Error as exc:
             if _busy(exc):
                 raise OperationError(*BUSY, retry_after=1) from None
             raise
-        return Database(self._conn)
+        return Database(self._writer.conn)
 
     def __exit__(self, kind, error, traceback):
-        try:
-            self._conn.execute("ROLLBACK" if kind else "COMMIT")
-        except sqlite3.OperationalError as exc:
-            if kind or not _busy(exc):
-                raise
-            self._conn.execute("ROLLBACK")
-            raise OperationError(*BUSY, retry_after=1) from None
-        finally:
-            self._lock.release()
+        lost = self._writer.release(self._batch, failed=kind is not None)
+        if lost is not None and kind is None:
+            # This write was done, but the commit that held it was not.
+            if _busy(lost):
+                raise OperationError(*BUSY, retry_after=1) from None
+            raise sqlite3.OperationalError(f"the write was not committed: {lost}") from None
 
 
 class _Read:
