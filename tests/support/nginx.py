@@ -106,8 +106,8 @@ def site_copy(site, *, http_port, https_port, upstream_port, cert, key, tag, ipv
     live = f"/etc/letsencrypt/live/{DOMAIN}"
     text = substitute(text, f"{live}/fullchain.pem;", f"{cert};", 1)
     text = substitute(text, f"{live}/privkey.pem;", f"{key};", 1)
-    upstream = f"proxy_pass http://127.0.0.1:{upstream_port};"
-    text = substitute(text, f"proxy_pass http://127.0.0.1:{PUBLIC_PORT};", upstream, 2)
+    upstream = f"server 127.0.0.1:{upstream_port};"
+    text = substitute(text, f"server 127.0.0.1:{PUBLIC_PORT};", upstream, 1)
     # Each copy's access log in the work directory, named by its tag.
     log = f"/var/log/nginx/{PROJECT}.access.log"
     text = substitute(text, log, f"{Path(cert).parent}/access-{tag}.log", 3)
@@ -116,7 +116,15 @@ def site_copy(site, *, http_port, https_port, upstream_port, cert, key, tag, ipv
         snippet = f"include snippets/{PROJECT}-headers-{scheme}.conf;"
         text = substitute(text, snippet, f"include {Path(cert).parent}/headers-{scheme}.conf;", 1)
     # The rate limit zone, TLS session cache and map variables live at http level.
-    for name in ("_api", "_tls", "_error_body", "_retry_after", "_request_id", "_access"):
+    for name in (
+        "_api",
+        "_tls",
+        "_gunicorn",
+        "_error_body",
+        "_retry_after",
+        "_request_id",
+        "_access",
+    ):
         assert f"{PACKAGE}{name}" in text, f"{PACKAGE}{name} is no longer in the site file"
     return text.replace(f"{PACKAGE}_", f"{PACKAGE}_{tag}_")
 

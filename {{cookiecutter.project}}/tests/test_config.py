@@ -35,6 +35,12 @@ BAD_VALUES = [
     ("WORKERS", "0"),
     ("WORKERS", "100000"),
     ("WORKERS", "1e3"),
+    ("THREADS", "0"),
+    ("THREADS", "NaN"),
+    ("KEEPALIVE", "-5"),
+    ("KEEPALIVE", "1e300"),
+    # 20 workers of 4 threads: 80 connections, more than 64 - 4.
+    ("WORKERS", "20"),
     ("INTERNAL_READ_TIMEOUT", "NaN"),
     ("INTERNAL_IDLE_TIMEOUT", "Infinity"),
     ("INTERNAL_IDLE_TIMEOUT", "1e300"),
@@ -82,6 +88,7 @@ def test_the_log_level_is_taken_in_any_case(monkeypatch):
         ("api", "INTERNAL_TIMEOUT", "NaN"),
         ("api", "WORKERS", "0"),
         ("api", "WORKERS", "100000"),
+        ("api", "THREADS", "1000"),
         ("api", "LOG_LEVEL", "foo"),
     ],
 )

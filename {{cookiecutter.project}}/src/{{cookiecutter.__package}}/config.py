@@ -25,10 +25,14 @@ DEFAULTS = {
     # Proxies in front of the API that append to X-Forwarded-For/-Proto (nginx: 1).
     # 0 means none: forwarded headers are ignored. Only PROXY_ADDRESSES are believed.
     "PROXY_HOPS": 1,
-    # gunicorn worker processes; each keeps one connection to the internal service.
-    # Three sync workers: the most throughput on two cores within 90 MB for the
-    # whole stack (bench/run.py); a worker waiting on the internal service idles.
+    # gunicorn worker processes, and threads in each (gunicorn_worker.py); each
+    # thread keeps one connection to the internal service. Measured on two cores
+    # with bench/run.py: see README.md, "Performance".
     "WORKERS": 3,
+    "THREADS": 4,
+    # Seconds gunicorn keeps an idle connection open for the next request; longer
+    # than nginx's upstream keepalive_timeout (60 s), so that nginx closes first.
+    "KEEPALIVE": 75,
     # Where the internal service listens. Wildcards are always refused.
     "INTERNAL_BIND": "127.0.0.1",
     "INTERNAL_PORT": {{ cookiecutter.internal_port | int }},
@@ -112,6 +116,9 @@ RANGES = {
     # A worker is a process with its own connection; more than this on one host
     # is a typo, and forking thousands would take the host down.
     "WORKERS": (1, 64),
+    # Each thread is a connection to the internal service (INTERNAL_MAX_CONNECTIONS).
+    "THREADS": (1, 64),
+    "KEEPALIVE": (1, 3600),
     "INTERNAL_CONNECT_TIMEOUT": (0.05, 60.0),
     "INTERNAL_TIMEOUT": (0.05, 600.0),
     "INTERNAL_READ_TIMEOUT": (0.05, 600.0),
@@ -184,10 +191,28 @@ def _checked_together(settings):
         raise SettingsError(f"{written} is not one of {', '.join(LOG_FORMATS)}")
     for key in ("METRICS_PORT", "INTERNAL_METRICS_PORT"):
         _metrics_port(settings, key)
+    _threads_fit(settings)
     if settings["TOKEN_DAYS"] > settings["TOKEN_MAX_DAYS"]:
         raise SettingsError(
             f"{_env_name('TOKEN_DAYS')}={settings['TOKEN_DAYS']} is more than"
             f" {_env_name('TOKEN_MAX_DAYS')}={settings['TOKEN_MAX_DAYS']}"
+        )
+
+
+# Connections to the internal service kept for a restarting worker and the admin command.
+SPARE_CONNECTIONS = 4
+
+
+def _threads_fit(settings):
+    """Every API thread holds a connection to the internal service: they must fit its limit."""
+    threads = settings["WORKERS"] * settings["THREADS"]
+    room = settings["INTERNAL_MAX_CONNECTIONS"] - SPARE_CONNECTIONS
+    if threads > room:
+        raise SettingsError(
+            f"{_env_name('WORKERS')}={settings['WORKERS']} times {_env_name('THREADS')}="
+            f"{settings['THREADS']} is {threads} connections to the internal service; "
+            f"{_env_name('INTERNAL_MAX_CONNECTIONS')}={settings['INTERNAL_MAX_CONNECTIONS']}"
+            f" leaves room for {room}"
         )
 
 
