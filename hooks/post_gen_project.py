@@ -15,6 +15,7 @@ PACKAGE = json.loads({{ cookiecutter["__package"] | tojson | tojson }})
 TRUSTED_CLIENTS = json.loads({{ cookiecutter.__trusted_clients | tojson | tojson }})
 CHOSEN = {
     "firewall": json.loads({{ cookiecutter.firewall | tojson | tojson }}),
+    "database": json.loads({{ cookiecutter.database | tojson | tojson }}),
 }
 
 # option -> choice -> paths (relative to the project) that only that choice
@@ -24,6 +25,10 @@ OPTION_PATHS = {
         "nftables": ["deploy/firewall/nftables"],
         "ufw": ["deploy/firewall/ufw"],
         "iptables": ["deploy/firewall/iptables"],
+    },
+    "database": {
+        "sqlite": [],
+        "postgresql": [],
     },
 }
 

@@ -41,6 +41,7 @@ ANSWERS = {
     "firewall": json.loads({{ cookiecutter.firewall | tojson | tojson }}),
     "trusted_clients": json.loads({{ cookiecutter.trusted_clients | tojson | tojson }}),
     "anonymous_reads": json.loads({{ cookiecutter.anonymous_reads | tojson | tojson }}),
+    "database": json.loads({{ cookiecutter.database | tojson | tojson }}),
 }
 
 PROJECT_REGEX = r"[a-z][a-z0-9-]{1,30}[a-z0-9]"
@@ -48,6 +49,7 @@ POSIX_USER_REGEX = r"[a-z_][a-z0-9_-]{0,31}"
 HOSTNAME_LABEL_REGEX = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 PORT_REGEX = r"[1-9][0-9]{0,4}"
 FIREWALLS = ("nftables", "ufw", "iptables")
+DATABASES = ("sqlite", "postgresql")
 MAX_TEXT = 500
 
 # Import names the generated project, its tests or its tooling already use: a
@@ -57,6 +59,7 @@ DEPENDENCY_IMPORT_NAMES = frozenset(
     flask werkzeug jinja2 click itsdangerous markupsafe blinker
     flask_talisman flask_openapi3 flask_httpauth pydantic pydantic_core annotated_types
     typing_extensions typing_inspection gunicorn dotenv psutil honcho prometheus_client
+    psycopg psycopg_pool psycopg_binary
     pytest _pytest pluggy iniconfig py ruff urllib3 requests certifi idna
     charset_normalizer cookiecutter pytest_cookies binaryornot arrow slugify
     text_unidecode yaml rich pygments markdown_it mdurl dateutil tzdata
@@ -242,6 +245,13 @@ def check_firewall(value):
     return None
 
 
+def check_database(value):
+    """Only the data stores the template ships can be chosen."""
+    if value not in DATABASES:
+        return f"must be one of {', '.join(DATABASES)}"
+    return None
+
+
 def check_trusted_clients(value):
     """Each trusted client opens the internal port to it: real addresses only."""
     allowed = (
@@ -295,6 +305,7 @@ def find_problems(answers):
         "firewall": check_firewall,
         "trusted_clients": check_trusted_clients,
         "anonymous_reads": check_boolean,
+        "database": check_database,
     }
     for name, check in simple_checks.items():
         if "project" in problems and name in derived and answers[name] == derived[name]:

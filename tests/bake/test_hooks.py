@@ -209,6 +209,7 @@ def test_a_bad_project_is_not_reported_again_for_what_derives_from_it(
         ("harden", "harden=maybe"),
         ("anonymous_reads", "anonymous_reads=maybe"),
         ("firewall", "firewall=pf"),
+        ("database", "database=mysql"),
     ],
 )
 def test_bad_boolean_or_choice_on_command_line_is_refused(run_cookiecutter, variable, answer):
@@ -236,6 +237,8 @@ def test_bad_boolean_or_choice_on_command_line_is_refused(run_cookiecutter, vari
         ("firewall", "pf"),
         ("firewall", "NFTABLES"),
         ("firewall", ["nftables"]),
+        ("database", "mysql"),
+        ("database", "PostgreSQL"),
         ("public_port", True),
         ("public_port", 8000.5),
         ("trusted_clients", ["192.0.2.10"]),

@@ -27,6 +27,7 @@ OPTIONS = {
     "firewall": FIREWALLS,
     "trusted_clients": TRUSTED_CLIENTS,
     "anonymous_reads": [False, True],
+    "database": COOKIECUTTER_JSON["database"],
 }
 
 
