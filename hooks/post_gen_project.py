@@ -26,9 +26,21 @@ OPTION_PATHS = {
         "ufw": ["deploy/firewall/ufw"],
         "iptables": ["deploy/firewall/iptables"],
     },
+    # Each backend's store, its tests' helpers (tests/support.py imports the
+    # chosen one) and the tests of what only it does.
     "database": {
-        "sqlite": [],
-        "postgresql": [],
+        "sqlite": [
+            f"src/{PACKAGE}/internal/sqlite.py",
+            "tests/backend_sqlite.py",
+            "tests/test_sqlite.py",
+            "tests/test_group_commit.py",
+        ],
+        "postgresql": [
+            f"src/{PACKAGE}/internal/postgresql.py",
+            "tests/backend_postgresql.py",
+            "tests/test_postgresql.py",
+            "tests/test_instances.py",
+        ],
     },
 }
 
@@ -54,6 +66,12 @@ def write_env_file(project_dir):
         "# The admin command's secret (tokens, audit). The API drops it when it starts.\n"
         f"{prefix}_ADMIN_TOKEN={secrets.token_urlsafe(TOKEN_BYTES)}\n"
     )
+    if CHOSEN["database"] == "postgresql":
+        # libpq's default socket and the OS user's role: a local server needs no password.
+        text += (
+            "# The PostgreSQL database (README.md, PostgreSQL and several hosts); no password.\n"
+            f"{prefix}_DATABASE_URL=host=/var/run/postgresql dbname={PACKAGE}\n"
+        )
     if TRUSTED_CLIENTS.strip():
         # Several hosts need mutual TLS; `honcho start` on one machine runs without it.
         text += (

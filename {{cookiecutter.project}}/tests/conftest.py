@@ -12,11 +12,44 @@ import pytest
 from {{ cookiecutter.__package }} import config
 from {{ cookiecutter.__package }}.api import create_app
 
-from .support import ADMIN, PREFIX, TOKEN, ThreadedService, free_port, make_pki, wait_for_port
+from . import support
+from .support import (
+    ADMIN,
+    PACKAGE,
+    PREFIX,
+    SETTING,
+    TOKEN,
+    ThreadedService,
+    backend,
+    free_port,
+    make_pki,
+    wait_for_port,
+)
+
+
+@pytest.fixture(scope="session")
+def stores():
+    """What the tests' stores share (backend.Stores), ended with the session."""
+    made = backend.Stores(PACKAGE)
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+@pytest.fixture
+def own_store(stores, tmp_path):
+    """This test's own store, made ready by the helpers that use it (support.ready_store)."""
+    made = support.current_store = stores.store(tmp_path)
+    try:
+        yield made
+    finally:
+        support.current_store = None
+        made.finish()
 
 
 @pytest.fixture(autouse=True)
-def environment(monkeypatch, tmp_path):
+def environment(monkeypatch, tmp_path, own_store):
     """Every test starts from the defaults, never from a developer's .env or shell."""
     for key in list(os.environ):
         if key.startswith(PREFIX + "_"):
@@ -25,7 +58,7 @@ def environment(monkeypatch, tmp_path):
     monkeypatch.setenv(f"{PREFIX}_ADMIN_TOKEN", ADMIN)
     # Every token is checked, whatever this project's default.
     monkeypatch.setenv(f"{PREFIX}_ANONYMOUS_READS", "false")
-    monkeypatch.setenv(f"{PREFIX}_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv(f"{PREFIX}_{SETTING}", own_store.setting)
     monkeypatch.setenv(f"{PREFIX}_INTERNAL_READ_TIMEOUT", "1.0")
     # One host, whatever this project's default: several hosts need TLS (test_tls.py).
     monkeypatch.setenv(f"{PREFIX}_TRUSTED_CLIENTS", "")

@@ -1,4 +1,9 @@
-"""Helpers the test modules share: ports, real processes, and a threaded internal service."""
+"""Helpers the test modules share: ports, real processes, and a threaded internal service.
+
+The store of each test comes from backend_{{ cookiecutter.database }}.py (conftest.py's
+`own_store` fixture): its setting is in the test's environment, and the helpers that
+start something using it make it ready first (ready_store).
+"""
 
 import secrets
 import shutil
@@ -13,8 +18,10 @@ from {{ cookiecutter.__package }} import config, contract, tls
 from {{ cookiecutter.__package }}.internal import migrations
 from {{ cookiecutter.__package }}.internal.runner import Runner
 from {{ cookiecutter.__package }}.internal.server import InternalServer
-from {{ cookiecutter.__package }}.internal.storage import Storage
+from {{ cookiecutter.__package }}.internal.storage import SETTING, Storage  # noqa: F401 - tests use SETTING
 from {{ cookiecutter.__package }}.internal_client import InternalClient
+
+from . import backend_{{ cookiecutter.database }} as backend  # noqa: F401 - conftest and tests use it
 
 PREFIX = config.PREFIX
 # The shared INTERNAL_TOKEN and the ADMIN_TOKEN of every test's settings.
@@ -55,9 +62,20 @@ def refusal(process):
     return lines[0]
 
 
-def open_storage(state_dir):
-    """The store as the service opens it: every unit's migrations applied."""
-    return Storage(state_dir, migrations.schema())
+# The running test's store (conftest.py's `own_store` fixture sets it).
+current_store = None
+
+
+def ready_store():
+    """The running test's store made ready (a PostgreSQL database is made on first
+    use); the value of its setting."""
+    return current_store.ready()
+
+
+def open_storage(settings):
+    """The store of SETTINGS as the service opens it: every unit's migrations applied."""
+    ready_store()
+    return Storage.from_settings(settings, migrations.schema())
 
 
 def mint(storage, settings, scopes=None, days=30, name="test"):
@@ -95,7 +113,7 @@ class ThreadedService:
 
     def __init__(self, settings, port=0):
         self.settings = settings
-        self.storage = open_storage(settings["STATE_DIR"])
+        self.storage = open_storage(settings)
         context = tls.server_context(settings)
         self.server = InternalServer("127.0.0.1", port, self.storage, settings, context)
         self.port = self.server.server_address[1]
@@ -117,6 +135,7 @@ class ThreadedService:
 
 def start_internal(spawn, **env):
     """`python -m PACKAGE.internal` with PREFIX_NAME=value for each of ENV."""
+    ready_store()
     full = {f"{PREFIX}_{key}": str(value) for key, value in env.items()}
     return spawn(["-m", f"{PACKAGE}.internal"], env=full)
 
@@ -131,6 +150,7 @@ SOCKET_ACTIVATION = (
 
 def socket_activated(spawn, host):
     """The internal service started on a socket handed over as systemd does; (process, port)."""
+    ready_store()
     listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     listener.bind((host, 0))
     if host == "127.0.0.1":
@@ -201,6 +221,7 @@ def tls_files(directory, name, ca_directory=None):
 def start_pair(spawn, work, **settings):
     """The internal service and the API under gunicorn, as honcho runs them, logging to
     WORK/internal.log and WORK/api.log; returns the API's and the internal ports."""
+    ready_store()
     ports = {"PUBLIC_PORT": free_port(), "INTERNAL_PORT": free_port()}
     env = {f"{PREFIX}_{key}": str(value) for key, value in {**ports, **settings}.items()}
     env[f"{PREFIX}_WORKERS"] = env.get(f"{PREFIX}_WORKERS", "2")

@@ -12,7 +12,17 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .support import ADMIN, PREFIX, TOKEN, free_port, refusal, socket_activated, wait_for_port
+from .support import (
+    ADMIN,
+    PREFIX,
+    SETTING,
+    TOKEN,
+    free_port,
+    ready_store,
+    refusal,
+    socket_activated,
+    wait_for_port,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +56,7 @@ def honcho(spawn, tmp_path):
     ports = {"PUBLIC_PORT": free_port(), "INTERNAL_PORT": free_port()}
     env_file = tmp_path / "test.env"
     settings = {**ports, "INTERNAL_TOKEN": TOKEN, "ADMIN_TOKEN": ADMIN}
-    settings["STATE_DIR"] = tmp_path / "state"
+    settings[SETTING] = ready_store()
     env_file.write_text("".join(f"{PREFIX}_{key}={value}\n" for key, value in settings.items()))
     bin_dir = os.path.dirname(sys.executable)
     process = spawn(

@@ -1,4 +1,4 @@
-"""Group commit (internal/storage.py): writes that arrive together share one COMMIT,
+"""Group commit (internal/sqlite.py): writes that arrive together share one COMMIT,
 each is answered only once that commit is durable, and a write that fails is
 undone alone. Proved on the store itself, then on the real service process."""
 
@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from {{ cookiecutter.__package }}.internal import storage as storage_module
+from {{ cookiecutter.__package }}.internal import sqlite as storage_module
 from {{ cookiecutter.__package }}.internal.operations import OperationError
-from {{ cookiecutter.__package }}.internal.storage import Storage
+from {{ cookiecutter.__package }}.internal.sqlite import Storage
 
 from .support import client_for, free_port, mint_over_the_wire, start_internal, wait_for_port
 from .test_metrics import scrape, value

@@ -11,8 +11,8 @@ from .support import open_storage
 
 
 @pytest.fixture
-def storage(tmp_path):
-    store = open_storage(tmp_path / "ops")
+def storage(settings):
+    store = open_storage(settings)
     yield store
     store.close()
 

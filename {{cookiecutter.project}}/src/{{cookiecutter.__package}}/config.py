@@ -36,7 +36,10 @@ DEFAULTS = {
     # Where the internal service listens. Wildcards are always refused.
     "INTERNAL_BIND": "127.0.0.1",
     "INTERNAL_PORT": {{ cookiecutter.internal_port | int }},
-    # Where the API finds the internal service; empty means INTERNAL_BIND:INTERNAL_PORT.
+    # Where the API finds the internal service: HOST:PORT, or several separated by
+    # commas (instances that share one database: each thread's connection goes to
+    # the next, and a read is retried on another when one is down).
+    # Empty means INTERNAL_BIND:INTERNAL_PORT.
     "INTERNAL_ADDRESS": "",
     # Shared secret sent in the first message of every connection; at least 32 characters.
     "INTERNAL_TOKEN": "",
@@ -82,8 +85,18 @@ DEFAULTS = {
     "INTERNAL_TLS_CERT": "",
     # Its private key (not encrypted; mode 0640 or 0600).
     "INTERNAL_TLS_KEY": "",
+{%- if cookiecutter.database == "postgresql" %}
+    # The PostgreSQL database of the internal service: a libpq conninfo
+    # ("host=db1,db2 dbname=x user=y sslmode=verify-full") or a postgresql:// URL,
+    # without a password (a passfile= or a client certificate instead). Required
+    # by the internal service; checked at its start (startup.py).
+    "DATABASE_URL": "",
+    # Connections each internal service instance keeps to it.
+    "DATABASE_CONNECTIONS": 10,
+{%- else %}
     # SQLite database and other state of the internal service.
     "STATE_DIR": "state",
+{%- endif %}
     # Largest request body the API reads; a 10,000-character body escaped as JSON fits.
     "MAX_CONTENT_LENGTH": 131072,
     # Seconds a request body may stall before the API answers 408 (nginx's
@@ -134,6 +147,10 @@ RANGES = {
     "TOKEN_DAYS": (1, 36500),
     "TOKEN_MAX_DAYS": (1, 36500),
     "IDEMPOTENCY_HOURS": (1, 24 * 30),
+{%- if cookiecutter.database == "postgresql" %}
+    # Each is a backend process on the server (max_connections is 100 by default).
+    "DATABASE_CONNECTIONS": (2, 500),
+{%- endif %}
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
@@ -191,6 +208,8 @@ def _checked_together(settings):
         raise SettingsError(f"{written} is not one of {', '.join(LOG_FORMATS)}")
     for key in ("METRICS_PORT", "INTERNAL_METRICS_PORT"):
         _metrics_port(settings, key)
+    if settings["INTERNAL_ADDRESS"]:
+        split_addresses(settings["INTERNAL_ADDRESS"])
     _threads_fit(settings)
     if settings["TOKEN_DAYS"] > settings["TOKEN_MAX_DAYS"]:
         raise SettingsError(
@@ -226,6 +245,48 @@ def _metrics_port(settings, key):
             " that neither server uses"
         )
     settings[key] = text
+
+
+{%- if cookiecutter.database == "postgresql" %}
+
+
+def database_url(settings):
+    """DATABASE_URL as libpq reads it (a dict); refused when missing, malformed, or
+    holding a password. A password in a setting ends up in the process's
+    environment, in unit files and in `systemctl show`: libpq reads it from a
+    passfile (passfile=..., mode 0600) instead, or a client certificate replaces it."""
+    import re
+
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    name = _env_name("DATABASE_URL")
+    text = settings["DATABASE_URL"]
+    if not text.strip():
+        raise SettingsError(
+            f"{name} is missing: set the libpq conninfo or postgresql:// URL of the database"
+            " (README.md, PostgreSQL and several hosts)"
+        )
+    try:
+        parsed = conninfo_to_dict(text)
+    except ProgrammingError as exc:
+        # libpq's reason, without the parts of the value it quotes: they may hold a password.
+        reason = re.sub(r'"[^"]*"', '"..."', " ".join(str(exc).split()))
+        raise SettingsError(
+            f"{name} is not a libpq conninfo (host=... dbname=...) or postgresql:// URL: {reason}"
+        ) from None
+    if parsed.get("password"):
+        raise SettingsError(
+            f"{name} holds a password: leave it out, and give libpq a passfile"
+            " (passfile=PATH, a file of mode 0600) or a client certificate (sslcert=, sslkey=)"
+        )
+    if os.environ.get("PGPASSWORD"):
+        raise SettingsError(
+            f"PGPASSWORD is set: the internal service takes no password from the environment;"
+            f" give libpq a passfile (passfile= in {name}) or a client certificate"
+        )
+    return parsed
+{%- endif %}
 
 
 def log_level(settings):
@@ -270,9 +331,15 @@ def several_hosts(settings):
     return bool(settings["TRUSTED_CLIENTS"].replace(",", "").strip())
 
 
-def split_host_port(address):
-    """'127.0.0.1:8001' or '[::1]:8001' -> (host, port)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise SettingsError(f"{_env_name('INTERNAL_ADDRESS')}={address!r} must be HOST:PORT")
-    return host.strip("[]"), int(port)
+def split_addresses(text):
+    """'127.0.0.1:8001' or '10.0.0.5:8001,[2001:db8::5]:8001' -> [(host, port), ...]."""
+    found = []
+    for address in text.split(","):
+        host, sep, port = address.strip().rpartition(":")
+        if not sep or not host.strip("[]") or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise SettingsError(
+                f"{_env_name('INTERNAL_ADDRESS')}={text!r} must be HOST:PORT,"
+                " or several separated by commas ([v6]:PORT for IPv6)"
+            )
+        found.append((host.strip("[]"), int(port)))
+    return found

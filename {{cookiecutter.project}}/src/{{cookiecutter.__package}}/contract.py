@@ -57,6 +57,10 @@ class ContractError(ValueError):
         self.field = field
 
 
+# Text never holds NUL (U+0000): PostgreSQL's text cannot, so neither store takes it.
+TEXT_PATTERN = r"^[^\x00]*$"
+
+
 @dataclass(frozen=True)
 class Text:
     min_length: int = 0
@@ -64,10 +68,15 @@ class Text:
     default: Any = REQUIRED
 
     def check(self, name, value):
-        if isinstance(value, str) and self.min_length <= len(value) <= self.max_length:
+        if (
+            isinstance(value, str)
+            and self.min_length <= len(value) <= self.max_length
+            and "\x00" not in value
+        ):
             return value
         bounds = f"{self.min_length} to {self.max_length}"
-        raise ContractError("invalid", f"{name}: must be a string of {bounds} characters", name)
+        message = f"{name}: must be a string of {bounds} characters, without NUL"
+        raise ContractError("invalid", message, name)
 
     @property
     def longest(self):

@@ -5,6 +5,14 @@ it breaks. Only operations the contract calls idempotent are retried on a
 fresh connection. With INTERNAL_TLS_CA set it is mutual TLS (tls.py) before
 the token is sent.
 
+INTERNAL_ADDRESS may name several instances of the internal service (they
+share one PostgreSQL database). Each thread's connection goes to the next
+address in turn, from a random start in each process, so a worker's threads
+and the workers spread over them. A connection that cannot be made moves on
+to the next address, whatever the operation (nothing was sent yet); a call
+whose connection broke moves on too, and only an idempotent one is sent
+again there, at most once per address.
+
 Calls name their operation by its contract object, not by a string:
 client.items.get(3) (a ResourceCalls) runs contract.items.get, which
 internal/items.py implements; client.call(contract.service.ping) does the same
@@ -17,6 +25,7 @@ import functools
 import itertools
 import logging
 import os
+import random
 import select
 import socket
 import ssl
@@ -75,7 +84,8 @@ class InternalClient:
         max_message=1048576,
         tls_context=None,
     ):
-        self.address = config.split_host_port(address)
+        # One (host, port) per instance of the internal service.
+        self.addresses = config.split_addresses(address)
         self.tls_context = tls_context
         self.token = token
         self.connect_timeout = connect_timeout
@@ -83,6 +93,7 @@ class InternalClient:
         self.max_message = max_message
         self._local = threading.local()
         self._ids = itertools.count(1)
+        self._turns = self._new_turns()
         # A forked child (a gunicorn worker) must not share its parent's connections.
         # A weak reference, so that the hook does not keep every client alive.
         os.register_at_fork(after_in_child=functools.partial(_forget_in_child, weakref.ref(self)))
@@ -128,23 +139,29 @@ class InternalClient:
         self._local.spent = 0.0
         return seconds
 
+    def _new_turns(self):
+        """Where this process's threads start: the next address each, from a random one."""
+        return itertools.count(random.randrange(len(self.addresses)))  # noqa: S311 - spreading, not secret
+
     def _call(self, operation, args, caller):
-        retryable = operation.idempotent
+        # An idempotent call may be sent again: once more on one instance (its
+        # pooled connection may have gone stale), else once on each of the others.
+        retries = len(self.addresses) if operation.idempotent else 0
         message = {"op": operation.name, "args": args or {}}
         if caller:
             message["caller"] = caller
         while True:
-            conn, fresh = self._connection(probe=not retryable)
+            conn, fresh = self._connection(probe=not operation.idempotent)
             try:
                 return self._round_trip(conn, message)
             except (ConnectionError, ProtocolError, ssl.SSLError) as exc:
                 self.close()
-                # A pooled connection that broke is retried once on a new one, if safe.
-                if fresh or not retryable:
+                self._move_on()
+                if retries == 0 or (fresh and len(self.addresses) == 1):
                     raise InternalError(
                         f"connection to the internal service broke: {exc}"
                     ) from None
-                retryable = False
+                retries -= 1
 
     def close(self):
         conn = getattr(self._local, "conn", None)
@@ -153,8 +170,21 @@ class InternalClient:
             conn.sock.close()
 
     def _forget(self):
-        """In a new child: start without connections (the parent's stay the parent's)."""
+        """In a new child: start without connections (the parent's stay the parent's),
+        and from an address of its own."""
         self._local = threading.local()
+        self._turns = self._new_turns()
+
+    def _at(self):
+        """The index of this thread's address."""
+        local = self._local
+        if getattr(local, "at", None) is None:
+            local.at = next(self._turns) % len(self.addresses)
+        return local.at
+
+    def _move_on(self):
+        """This thread's next connection goes to the next address."""
+        self._local.at = (self._at() + 1) % len(self.addresses)
 
     def _round_trip(self, conn, message):
         request_id = message["id"] = next(self._ids)
@@ -188,8 +218,19 @@ class InternalClient:
             if not probe or self._alive(conn.sock):
                 return conn, False
             self.close()
-        local.conn = self._connect()
+        local.conn = self._connect_any()
         return local.conn, True
+
+    def _connect_any(self):
+        """A connection to this thread's address, or else to the next one that takes it."""
+        failed = None
+        for _ in self.addresses:
+            try:
+                return self._connect(self.addresses[self._at()])
+            except (InternalUnavailable, InternalTimeout) as exc:
+                failed = exc
+                self._move_on()
+        raise failed
 
     @staticmethod
     def _alive(sock):
@@ -219,44 +260,41 @@ class InternalClient:
         # Data or the end of the stream.
         return False
 
-    def _where(self):
-        return config.join_host_port(*self.address)
-
-    def _tls_failed(self, exc):
+    def _tls_failed(self, exc, address):
         """A TLS error while connecting: logged in full, reported as a bad gateway."""
-        log.error(
-            "TLS with the internal service at %s failed: %s", self._where(), tls.error_text(exc)
-        )
+        where = config.join_host_port(*address)
+        log.error("TLS with the internal service at %s failed: %s", where, tls.error_text(exc))
         return InternalError(
             "the TLS handshake with the internal service failed", code="internal_tls"
         )
 
-    def _start_tls(self, sock):
+    def _start_tls(self, sock, address):
         """Our side of the handshake, within the connect timeout.
 
         check_hostname makes the server's certificate name the host we dial: an
         IP address in INTERNAL_ADDRESS must be one of its IP entries.
         """
         try:
-            return self.tls_context.wrap_socket(sock, server_hostname=self.address[0])
+            return self.tls_context.wrap_socket(sock, server_hostname=address[0])
         except TimeoutError:
             sock.close()
-            log.error("TLS with the internal service at %s failed: timed out", self._where())
+            where = config.join_host_port(*address)
+            log.error("TLS with the internal service at %s failed: timed out", where)
             raise InternalTimeout(
                 "the internal service did not complete the TLS handshake in time"
             ) from None
         except ssl.SSLError as exc:
             sock.close()
-            raise self._tls_failed(exc) from None
+            raise self._tls_failed(exc, address) from None
         except OSError as exc:
             sock.close()
             raise InternalUnavailable(
                 f"the internal service is not reachable: {tls.error_text(exc)}"
             ) from None
 
-    def _connect(self):
+    def _connect(self, address):
         try:
-            sock = socket.create_connection(self.address, timeout=self.connect_timeout)
+            sock = socket.create_connection(address, timeout=self.connect_timeout)
         except TimeoutError:
             raise InternalTimeout("could not connect to the internal service in time") from None
         except OSError as exc:
@@ -265,15 +303,15 @@ class InternalClient:
             ) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls_context is not None:
-            sock = self._start_tls(sock)
+            sock = self._start_tls(sock, address)
         # INTERNAL_MAX_MESSAGE guards the service against its clients; an answer
         # may be longer than any request (a page of long items).
         longest = max(self.max_message, contract.longest_reply())
         conn = MessageSocket(sock, longest, timeout=self.timeout)
-        self._authenticate(conn)
+        self._authenticate(conn, address)
         return conn
 
-    def _authenticate(self, conn):
+    def _authenticate(self, conn, address):
         """Send the token as the first message; close and raise unless it is accepted."""
         try:
             conn.send({"id": 0, "op": "auth", "token": self.token})
@@ -285,7 +323,7 @@ class InternalClient:
             # In TLS 1.3 the server judges our certificate after our side of the
             # handshake is done: a refusal arrives with the first read.
             conn.sock.close()
-            raise self._tls_failed(exc) from None
+            raise self._tls_failed(exc, address) from None
         except (OSError, ProtocolError) as exc:
             conn.sock.close()
             raise InternalUnavailable(

@@ -135,9 +135,10 @@ class InternalMetrics(Nothing):
             "calls refused by the brute-force brake",
             registry=None,
         )
-        # Group commit (internal/storage.py): writes per commit is the second over the first.
+        # Writes per commit is the second over the first: above 1 with SQLite's group
+        # commit (internal/sqlite.py); PostgreSQL commits each write (internal/postgresql.py).
         self._commits = Counter(
-            PREFIX + "internal_commits_total", "SQLite commits (each one fsync)", registry=None
+            PREFIX + "internal_commits_total", "commits of the store, each durable", registry=None
         )
         self._committed = Counter(
             PREFIX + "internal_committed_writes_total",

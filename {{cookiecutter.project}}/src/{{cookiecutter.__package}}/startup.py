@@ -6,6 +6,9 @@ one-line refusal are written once:
   if set, too, and unlike it; the API drops the admin secret at once;
 * several hosts (TRUSTED_CLIENTS set) only over mutual TLS, on both sides;
 * the TLS files are read and checked once, into the context that is then used;
+{%- if cookiecutter.database == "postgresql" %}
+* the internal service's DATABASE_URL is there, well formed, and without a password;
+{%- endif %}
 * listen addresses pass the bind check (bindcheck.py).
 
 A bad value ends the process with one line on stderr, naming the variable:
@@ -103,6 +106,9 @@ def internal(sock=None):
         settings = config.load()
         _token(settings)
         _admin_token(settings)
+{%- if cookiecutter.database == "postgresql" %}
+        config.database_url(settings)
+{%- endif %}
         several = config.several_hosts(settings)
         if sock is not None:
             host, port = sock.getsockname()[:2]

@@ -136,7 +136,8 @@ def calls(resource) -> ResourceCalls:
 def _annotation(field):
     default = ... if field.default is contract.REQUIRED else field.default
     if isinstance(field, contract.Text):
-        return str, Field(default, min_length=field.min_length, max_length=field.max_length)
+        limits = {"min_length": field.min_length, "max_length": field.max_length}
+        return str, Field(default, **limits, pattern=contract.TEXT_PATTERN)
     if isinstance(field, contract.Integer):
         return int, Field(default, ge=field.minimum, le=field.maximum)
     if isinstance(field, contract.Boolean):

@@ -2,12 +2,12 @@
 
 import logging
 import signal
-import sqlite3
 
 from .. import config, logs, metrics, startup
 from . import migrations
+from .operations import OperationError
 from .server import InternalServer, inherited_socket
-from .storage import Storage
+from .storage import SETTING, UNUSABLE, Storage
 
 PROGRAM = f"{config.PREFIX.lower()}-internal"
 log = logging.getLogger(__name__)
@@ -17,13 +17,15 @@ def open_storage(settings):
     """The store with its schema up to date, or SystemExit with one line saying why not."""
     schema = migrations.schema()
     try:
-        return Storage(settings["STATE_DIR"], schema)
+        return Storage.from_settings(settings, schema)
     except migrations.MigrationError as exc:
         raise SystemExit(f"{PROGRAM}: {exc}") from None
-    except (OSError, sqlite3.Error) as exc:
-        where = f"{config.PREFIX}_STATE_DIR={settings['STATE_DIR']!r}"
+    except (*UNUSABLE, OperationError) as exc:
+        named = f"{config.PREFIX}_{SETTING}={settings[SETTING]!r}"
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise SystemExit(f"{PROGRAM}: the database in {where} cannot be used: {reason}") from None
+        # One line, though the store's own words may take several.
+        reason = " ".join(str(reason).split())
+        raise SystemExit(f"{PROGRAM}: the database at {named} cannot be used: {reason}") from None
 
 
 def recorder(settings):

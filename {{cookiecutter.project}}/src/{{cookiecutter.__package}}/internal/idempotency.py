@@ -38,6 +38,9 @@ def fingerprint(operation, args):
 
 def replay(db, token_id, key, operation, args):
     """The first result of this key, MISS if it is new, or 422 if it was used otherwise."""
+    # Two requests with one key at once (a retry racing its original, on two
+    # instances): the second waits here until the first commits, then replays it.
+    db.lock(f"idempotency {token_id} {key}")
     row = db.row(
         "SELECT fingerprint, result FROM idempotency WHERE token_id = ? AND key = ?",
         (token_id, key),

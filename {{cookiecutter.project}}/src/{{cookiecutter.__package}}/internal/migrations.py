@@ -5,7 +5,9 @@ number to SQL (one statement, or a list of them). They are applied in the
 contract's unit order, then by number, under the ids "NAME.0001", ...; a
 table schema_migrations records each id. All pending migrations and their
 records go in ONE transaction (SQLite and PostgreSQL both roll back DDL), so a
-failure or a crash leaves the schema as it was, never half-migrated.
+failure or a crash leaves the schema as it was, never half-migrated. The SQL
+is the portable SQL of database.py: the PostgreSQL store translates SQLite's
+type names (INTEGER PRIMARY KEY AUTOINCREMENT, INTEGER, REAL, BLOB) to its own.
 
 A database that holds an id this code does not know was migrated by a newer
 release: start-up stops with one line rather than serve a schema it does not
@@ -48,41 +50,39 @@ def collect(modules):
     return found
 
 
-def apply(conn, migrations, where):
-    """Apply what MIGRATIONS has and the database lacks, in one transaction.
+def apply(db, migrations, where):
+    """Apply what MIGRATIONS has and the database lacks, in DB's transaction.
 
-    CONN is a connection without implicit transactions; WHERE names the store
-    in messages. Returns the ids applied.
+    DB is the Database of a write transaction that the store commits when this
+    returns, or rolls back when it raises: all or nothing. WHERE names the
+    store in messages. Returns the ids applied.
     """
-    known = [migration_id for migration_id, _ in migrations]
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute(CREATE)
-        applied = {row[0] for row in conn.execute(f"SELECT id FROM {TABLE}")}
-        unknown = sorted(applied - set(known))
-        if unknown:
-            raise MigrationError(
-                f"{where} has schema migrations this code does not know ({', '.join(unknown)}):"
-                " a newer release made it; run that release, or restore a backup"
-            )
-        done = []
-        now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        for migration_id, statements in migrations:
-            if migration_id not in applied:
-                _run(conn, migration_id, statements, where)
-                conn.execute(RECORD, (migration_id, now))
-                done.append(migration_id)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    # Instances that start together on one PostgreSQL database take turns here:
+    # the second finds the first one's migrations recorded.
+    db.lock(TABLE)
+    db.run(CREATE)
+    applied = {row[0] for row in db.rows(f"SELECT id FROM {TABLE}")}
+    unknown = sorted(applied - {migration_id for migration_id, _ in migrations})
+    if unknown:
+        raise MigrationError(
+            f"{where} has schema migrations this code does not know ({', '.join(unknown)}):"
+            " a newer release made it; run that release, or restore a backup"
+        )
+    done = []
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    for migration_id, statements in migrations:
+        if migration_id not in applied:
+            _run(db, migration_id, statements, where)
+            db.run(RECORD, (migration_id, now))
+            done.append(migration_id)
     return done
 
 
-def _run(conn, migration_id, statements, where):
+def _run(db, migration_id, statements, where):
     for statement in statements:
         try:
-            conn.execute(statement)
+            db.run(statement)
         except Exception as exc:
             # The store's own words: they say which statement and why.
-            raise MigrationError(f"{where}: migration {migration_id} failed: {exc}") from exc
+            reason = " ".join(str(exc).split())
+            raise MigrationError(f"{where}: migration {migration_id} failed: {reason}") from exc

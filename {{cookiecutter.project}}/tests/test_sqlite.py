@@ -1,11 +1,14 @@
-"""The store under contention: reads go on while another process holds the write lock,
-and a write held off too long is a 503 with Retry-After, not a 502 or a hang."""
+"""The SQLite store under contention: reads go on while another process holds the write
+lock, and a write held off too long is a 503 with Retry-After, not a 502 or a hang; a
+store that cannot be used stops start-up with one line."""
 
 import sqlite3
 import threading
 import time
 
 import pytest
+
+from {{ cookiecutter.__package }}.internal.sqlite import DATABASE_FILE
 
 from .support import PREFIX, free_port, refusal, start_internal
 
@@ -53,3 +56,15 @@ def test_a_write_goes_through_once_the_lock_is_let_go(client, internal_service):
 def test_a_state_dir_that_cannot_be_made_stops_start_up_with_one_line(spawn):
     line = refusal(start_internal(spawn, INTERNAL_PORT=free_port(), STATE_DIR="/proc/nope"))
     assert f"{PREFIX}_STATE_DIR='/proc/nope'" in line and "cannot be used" in line
+
+
+@pytest.mark.parametrize("spoil", ["not-a-database", "a-directory"])
+def test_a_database_that_cannot_be_opened_stops_start_up_with_one_line(spawn, tmp_path, spoil):
+    path = tmp_path / "state" / DATABASE_FILE
+    path.parent.mkdir(parents=True)
+    if spoil == "a-directory":
+        path.mkdir()
+    else:
+        path.write_bytes(b"this is not SQLite" * 100)
+    line = refusal(start_internal(spawn, INTERNAL_PORT=free_port()))
+    assert f"{PREFIX}_STATE_DIR=" in line and "cannot be used" in line
