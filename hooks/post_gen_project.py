@@ -11,6 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
+PROJECT = json.loads({{ cookiecutter.project | tojson | tojson }})
 PACKAGE = json.loads({{ cookiecutter["__package"] | tojson | tojson }})
 TRUSTED_CLIENTS = json.loads({{ cookiecutter.__trusted_clients | tojson | tojson }})
 CHOSEN = {
@@ -28,7 +29,13 @@ OPTION_PATHS = {
     },
     "database": {
         "sqlite": [],
-        "postgresql": [],
+        "postgresql": [
+            "deploy/postgresql",
+            f"deploy/firewall/nftables/{PROJECT}-database.nft",
+            "deploy/firewall/iptables/database.v4",
+            "deploy/firewall/iptables/database.v6",
+            "deploy/firewall/ufw/ufw-database-rules.sh",
+        ],
     },
 }
 
