@@ -409,6 +409,8 @@ hba_rules() {
     printf '# TYPE    DATABASE  USER      ADDRESS  METHOD\n'
     printf '# The admin: the postgres account over the local socket, nobody else there.\n'
     printf 'local     all       postgres           peer\n'
+    printf '# Its base backups (pg_basebackup) over the same socket.\n'
+    printf 'local     replication postgres         peer\n'
     printf 'local     all       all                reject\n'
     printf '# %s from the internal service hosts alone, over TLS only.\n' "$ROLE"
     for address in "${HBA_ADDRESSES[@]}"; do
