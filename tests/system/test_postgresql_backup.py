@@ -54,11 +54,14 @@ def place():
         yield ["ip", "netns", "exec", in_ns.name], base
 
 
+def sql_text(text):
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def write_rows(cluster, *rows):
     """Rows in the role's own table, written as the role would (SET ROLE)."""
-    values = ", ".join(
-        f"({number}, '{body.replace(chr(39), chr(39) * 2)}')" for number, body in rows
-    )
+    values = ", ".join(f"({number}, {sql_text(body)})" for number, body in rows)
     cluster.psql(
         f"SET ROLE {ROLE}; CREATE TABLE IF NOT EXISTS notes (id int PRIMARY KEY, body text);"
         f" INSERT INTO notes VALUES {values}",
