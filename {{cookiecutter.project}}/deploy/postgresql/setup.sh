@@ -275,9 +275,11 @@ sql() {
 
 # ensure DATABASE WHAT CHECK-QUERY (prints t when all is well) FIX-STATEMENT...
 ensure() {
-    local database=$1 what=$2 check=$3 statement
+    local database=$1 what=$2 check=$3 statement answer
     shift 3
-    if [[ $(sql "$database" "$check") == t ]]; then
+    # sql dies in the $(...) subshell only: stop here too.
+    answer=$(sql "$database" "$check") || exit 1
+    if [[ $answer == t ]]; then
         ok "$what"
         return
     fi
@@ -287,12 +289,19 @@ ensure() {
     done
 }
 
+# Whether a query counts exactly one row (set -e does not reach into a condition).
+counts_one() {
+    local count
+    count=$(sql postgres "$1") || exit 1
+    [[ $count == 1 ]]
+}
+
 role_exists() {
-    [[ $(sql postgres "SELECT count(*) FROM pg_roles WHERE rolname = '$ROLE'") == 1 ]]
+    counts_one "SELECT count(*) FROM pg_roles WHERE rolname = '$ROLE'"
 }
 
 database_exists() {
-    [[ $(sql postgres "SELECT count(*) FROM pg_database WHERE datname = '$ROLE'") == 1 ]]
+    counts_one "SELECT count(*) FROM pg_database WHERE datname = '$ROLE'"
 }
 
 ensure_role() {
