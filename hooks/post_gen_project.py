@@ -11,6 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
+PROJECT = json.loads({{ cookiecutter.project | tojson | tojson }})
 PACKAGE = json.loads({{ cookiecutter["__package"] | tojson | tojson }})
 TRUSTED_CLIENTS = json.loads({{ cookiecutter.__trusted_clients | tojson | tojson }})
 CHOSEN = {
@@ -27,7 +28,7 @@ OPTION_PATHS = {
         "iptables": ["deploy/firewall/iptables"],
     },
     # Each backend's store, its tests' helpers (tests/support.py imports the
-    # chosen one) and the tests of what only it does.
+    # chosen one), the tests of what only it does, and the database host's files.
     "database": {
         "sqlite": [
             f"src/{PACKAGE}/internal/sqlite.py",
@@ -40,6 +41,11 @@ OPTION_PATHS = {
             "tests/backend_postgresql.py",
             "tests/test_postgresql.py",
             "tests/test_instances.py",
+            "deploy/postgresql",
+            f"deploy/firewall/nftables/{PROJECT}-database.nft",
+            "deploy/firewall/iptables/database.v4",
+            "deploy/firewall/iptables/database.v6",
+            "deploy/firewall/ufw/ufw-database-rules.sh",
         ],
     },
 }

@@ -283,6 +283,18 @@ def check_trusted_clients(value):
     return None
 
 
+def check_database_role(answers):
+    """PostgreSQL's role, database and schema take the package's name; it
+    reserves role names that start with pg_ for itself."""
+    package = answers["project"].replace("-", "_") if isinstance(answers["project"], str) else ""
+    if answers["database"] == "postgresql" and package.startswith("pg_"):
+        return {
+            "project": "must not start with 'pg-' with database=postgresql: the database "
+            "role takes the package's name, and PostgreSQL reserves names that start with pg_"
+        }
+    return {}
+
+
 def find_problems(answers):
     """Check every answer; return {variable: what is allowed} for the bad ones."""
     problems = {}
@@ -314,6 +326,8 @@ def find_problems(answers):
         if problem:
             problems[name] = problem
     problems.update(check_ports(answers))
+    if "project" not in problems:
+        problems.update(check_database_role(answers))
     return problems
 
 

@@ -11,6 +11,10 @@ umask 077
 PROJECT="{{ cookiecutter.project }}"
 SERVICE_GROUP="{{ cookiecutter.service_user }}"
 PREFIX="{{ cookiecutter.__package | upper }}"
+{%- if cookiecutter.database == "postgresql" %}
+# The database role: a client certificate of this CN logs in as it (cert auth).
+DB_ROLE="{{ cookiecutter.__package }}"
+{%- endif %}
 PROG="pki.sh"
 DEFAULT_DIR="/etc/$PROJECT/tls"
 
@@ -25,6 +29,10 @@ usage() {
 Usage: $PROG [--dir DIR] [--dry-run] ca
        $PROG [--dir DIR] [--dry-run] server ADDRESS [ADDRESS...]
        $PROG [--dir DIR] [--dry-run] client NAME
+{%- if cookiecutter.database == "postgresql" %}
+       $PROG [--dir DIR] [--dry-run] database ADDRESS [ADDRESS...]
+       $PROG [--dir DIR] [--dry-run] database-client NAME
+{%- endif %}
 
 Makes the files for mutual TLS between the API hosts and the internal service
 of $PROJECT: a CA of its own, which signs one server certificate and one
@@ -39,6 +47,14 @@ only a server certificate of this CA that names the address it dials.
            API hosts put in ${PREFIX}_INTERNAL_ADDRESS.
   client   DIR/client-NAME.key and DIR/client-NAME.crt for one API host
            (CN=NAME), valid $CERT_DAYS days.
+{%- if cookiecutter.database == "postgresql" %}
+  database DIR/database.key and DIR/database.crt for PostgreSQL on the
+           database host (deploy/postgresql/setup.sh), for each ADDRESS the
+           internal service hosts dial (libpq's sslmode=verify-full checks it).
+  database-client
+           DIR/database-client-NAME.key and .crt for one internal service host
+           (CN=$DB_ROLE: PostgreSQL's cert authentication logs it in as that role).
+{%- endif %}
 
 Keys are EC P-256: the strength of RSA 3072 in a fraction of the size and
 handshake time, and accepted by every TLS 1.3 stack (Python's ssl included).
@@ -168,12 +184,20 @@ case $COMMAND in
             SANS+=("$(san_entry "$address")") || exit 1
         done
         ;;
-    client)
-        (($# == 1)) || die "client needs exactly one NAME, got $# arguments"
+    client{%- if cookiecutter.database == "postgresql" %} | database-client{%- endif %})
+        (($# == 1)) || die "$COMMAND needs exactly one NAME, got $# arguments"
         [[ $1 =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]] ||
-            die "client: '$1' is not a valid NAME (letters, digits, '.', '_' and '-'; at most 64)"
+            die "$COMMAND: '$1' is not a valid NAME (letters, digits, '.', '_' and '-'; at most 64)"
         ;;
-    *) die "unknown command: $COMMAND (ca, server or client; see --help)" ;;
+{%- if cookiecutter.database == "postgresql" %}
+    database)
+        (($#)) || die "database needs at least one ADDRESS: the IP address or name internal service hosts connect to"
+        for address in "$@"; do
+            SANS+=("$(san_entry "$address")") || exit 1
+        done
+        ;;
+{%- endif %}
+    *) die "unknown command: $COMMAND (ca, server{%- if cookiecutter.database == "postgresql" %}, client, database or database-client{%- else %} or client{%- endif %}; see --help)" ;;
 esac
 
 command -v openssl >/dev/null || die "openssl is not installed (apt-get install openssl)"
@@ -431,6 +455,21 @@ case $COMMAND in
         print_settings "the API host $1" "$DIR/client-$1.crt" "$DIR/client-$1.key"
         echo "That host needs ca.crt, client-$1.crt and client-$1.key (root:$SERVICE_GROUP 0640) in $DEFAULT_DIR (0750, group $SERVICE_GROUP)."
         ;;
+{%- if cookiecutter.database == "postgresql" %}
+    database)
+        make_leaf database "$PROJECT database" serverAuth "${SANS[@]}"
+        echo
+        echo "The database host needs ca.crt, database.crt and database.key in $DEFAULT_DIR:"
+        echo "deploy/postgresql/setup.sh copies them where PostgreSQL reads them."
+        ;;
+    database-client)
+        make_leaf "database-client-$1" "$DB_ROLE" clientAuth
+        echo
+        echo "The internal service host $1 needs ca.crt, database-client-$1.crt and"
+        echo "database-client-$1.key (root:$SERVICE_GROUP 0640) in $DEFAULT_DIR; in its ${PREFIX}_DATABASE_URL:"
+        echo "  sslmode=verify-full sslrootcert=$DEFAULT_DIR/ca.crt sslcert=$DEFAULT_DIR/database-client-$1.crt sslkey=$DEFAULT_DIR/database-client-$1.key"
+        ;;
+{%- endif %}
 esac
 if ((DRY_RUN)); then
     echo "dry run: nothing was written"
