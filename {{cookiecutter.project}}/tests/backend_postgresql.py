@@ -133,6 +133,13 @@ class Cluster:
         self.execute(f"CREATE ROLE {ROLE} LOGIN")
         return self
 
+    def restart(self):
+        """Kill the server as a crash would (no checkpoint), and start it again."""
+        data = self.directory / "data"
+        self._run("pg_ctl", "-D", data, "-m", "immediate", "-w", "-t", str(PG_CTL_WAIT), "stop")
+        log = self.directory / "server.log"
+        self._run("pg_ctl", "-D", data, "-l", log, "-w", "-t", str(PG_CTL_WAIT), "start")
+
     def execute(self, sql):
         """SQL as the cluster's superuser, outside any transaction."""
         with psycopg.connect(self.url("postgres", "postgres"), autocommit=True) as conn:

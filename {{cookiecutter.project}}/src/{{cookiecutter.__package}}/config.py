@@ -285,7 +285,22 @@ def database_url(settings):
             f"PGPASSWORD is set: the internal service takes no password from the environment;"
             f" give libpq a passfile (passfile= in {name}) or a client certificate"
         )
+    _database_ports(name, parsed)
     return parsed
+
+
+def _database_ports(name, parsed):
+    """libpq parses a port only when it connects: a typo would show as a failure to
+    connect, so the ports are checked here. One port for every host, or one each."""
+    ports = parsed.get("port", "").split(",") if parsed.get("port") else []
+    hosts = parsed.get("host", "").split(",") if parsed.get("host") else [""]
+    for port in ports:
+        if not (port.strip().isdigit() and 1 <= int(port) <= 65535):
+            raise SettingsError(f"{name}: port {port!r} is not a port number (1 to 65535)")
+    if len(ports) > 1 and len(ports) != len(hosts):
+        raise SettingsError(
+            f"{name}: {len(ports)} ports for {len(hosts)} hosts; give one port, or one per host"
+        )
 {%- endif %}
 
 
