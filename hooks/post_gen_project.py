@@ -74,9 +74,10 @@ def write_env_file(project_dir):
     )
     if CHOSEN["database"] == "postgresql":
         # libpq's default socket and the OS user's role: a local server needs no password.
+        # Quoted: honcho drops the spaces of an unquoted value.
         text += (
             "# The PostgreSQL database (README.md, PostgreSQL and several hosts); no password.\n"
-            f"{prefix}_DATABASE_URL=host=/var/run/postgresql dbname={PACKAGE}\n"
+            f'{prefix}_DATABASE_URL="host=/var/run/postgresql dbname={PACKAGE}"\n'
         )
     if TRUSTED_CLIENTS.strip():
         # Several hosts need mutual TLS; `honcho start` on one machine runs without it.

@@ -40,6 +40,14 @@ def default_project(cookies_session):
 
 
 @pytest.fixture(scope="session")
+def postgresql_project(cookies_session):
+    """One project baked with database=postgresql, for the tests that run it on PostgreSQL."""
+    result = cookies_session.bake(extra_context={"database": "postgresql"})
+    assert result.exception is None, result.exception
+    return result.project_path
+
+
+@pytest.fixture(scope="session")
 def rules_dir(cookies_session):
     """rules_dir(backend, case, **answers) -> deploy/firewall/<backend> of a project
     baked for the rule file tests, with the trusted clients of CLIENTS[case] (cached)."""

@@ -26,6 +26,8 @@ CASES = {
         "ssh_port": "2222",
         "anonymous_reads": True,
     },
+    # The whole suite again on PostgreSQL: private clusters the suite makes itself.
+    "postgresql": {"database": "postgresql"},
 }
 
 

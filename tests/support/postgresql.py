@@ -82,13 +82,14 @@ class Cluster:
     def command(self, *argv):
         return [*self.prefix, *as_server(*argv)]
 
-    def initdb(self):
+    def initdb(self, auth_local="peer"):
         uid, gid = server_account()
         self.socket_dir.mkdir(mode=0o700)
         os.chown(self.socket_dir, uid, gid)
         # Peer for the admin's socket, nothing over TCP until setup.sh says otherwise.
         argv = [pg_tool("initdb"), "-D", self.data, "-U", "postgres", "--no-sync"]
-        argv += ["--auth-local=peer", "--auth-host=reject", "-E", "UTF8", "--locale=C.UTF-8"]
+        argv += [f"--auth-local={auth_local}", "--auth-host=reject", "-E", "UTF8"]
+        argv += ["--locale=C.UTF-8"]
         run(self.command(*argv), cwd="/", timeout=120)
         return self
 
@@ -142,6 +143,26 @@ def running_cluster(base, name, prefix=(), *settings):
         yield cluster.start(*settings)
     finally:
         cluster.stop()
+
+
+@contextlib.contextmanager
+def app_database(role):
+    """A private cluster on its socket alone (no TCP) with a database that ROLE (not a
+    superuser) owns, for a generated project's internal service; yields its conninfo.
+
+    The socket's directory is the server account's, mode 0700: only it and root reach
+    the socket, so trust stands in for the deployed host's certificates there.
+    """
+    with private_dir() as base:
+        cluster = Cluster(base, "app")
+        try:
+            cluster.initdb(auth_local="trust")
+            cluster.start("listen_addresses=''")
+            cluster.psql(f"CREATE ROLE {role} LOGIN")
+            cluster.psql(f"CREATE DATABASE {role} OWNER {role}")
+            yield f"host={cluster.socket_dir} port={cluster.port} dbname={role} user={role}"
+        finally:
+            cluster.stop()
 
 
 # ---------------------------------------------------------------- the database host

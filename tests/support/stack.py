@@ -92,7 +92,9 @@ os.execv(sys.executable, [sys.executable, "-m", sys.argv[2]])
 class Stack:
     """Start with start(), stop with stop(); stop() is safe after a failed start.
 
-    settings: more PREFIX_* settings (name without the prefix -> value), for both servers.
+    settings: more PREFIX_* settings (name without the prefix -> value), for both servers;
+    DATABASE_URL among them for a project with database=postgresql (else a STATE_DIR
+    in work_dir holds its SQLite database).
     """
 
     def __init__(self, project_dir, package, work_dir, harden, settings=None):
@@ -126,11 +128,13 @@ class Stack:
             "INTERNAL_PORT": self.internal_port,
             "INTERNAL_TOKEN": self.internal_token,
             "ADMIN_TOKEN": self.admin_token,
-            "STATE_DIR": self.work_dir / "state",
             "WORKERS": 3,
             "LOG_LEVEL": "WARNING",
             **self.extra_settings,
         }
+        # A project with database=postgresql is given its DATABASE_URL in settings.
+        if "DATABASE_URL" not in settings:
+            settings["STATE_DIR"] = self.work_dir / "state"
         env = clean_env()
         env.update({f"{prefix}_{key}": str(value) for key, value in settings.items()})
         env["PYTHONPATH"] = os.pathsep.join([str(self.work_dir), str(self.project_dir / "src")])

@@ -1,6 +1,7 @@
 """Bad input at scale: schemathesis (pinned in requirements-dev.txt) against the
 API's own OpenAPI document, on the real stack (gunicorn and the internal service
-on loopback, tests/support/stack.py).
+on loopback, tests/support/stack.py). The full run goes to a project of each
+database answer: SQLite, and PostgreSQL on a private cluster.
 
 The CLI runs every phase (coverage, fuzzing, stateful; the document has no
 examples) in positive and negative mode, with every check it has: no 5xx, each
@@ -31,6 +32,7 @@ import requests
 import schemathesis
 
 from support.baking import default_answers
+from support.postgresql import app_database
 from support.processes import clean_env, run
 from support.stack import Stack
 
@@ -52,6 +54,21 @@ def stack(default_project, tmp_path):
         yield stack.start()
     finally:
         stack.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def either_stack(request, tmp_path):
+    """The stack of a project with each database answer: the full run goes to both."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("stack")
+        return
+    project = request.getfixturevalue("postgresql_project")
+    with app_database(PACKAGE) as url:
+        stack = Stack(project, PACKAGE, tmp_path / "stack", True, {"DATABASE_URL": url})
+        try:
+            yield stack.start()
+        finally:
+            stack.stop()
 
 
 # The full run: every phase and check, positive and negative, with the token.
@@ -137,7 +154,10 @@ def assert_run_clean(run, output, operations=OPERATIONS):
     assert run["failures"] == [] and run["errors"] == [], output
 
 
-def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_document(stack, tmp_path):
+def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_document(
+    either_stack, tmp_path
+):
+    stack = either_stack
     completed, reports = run_schemathesis(stack, tmp_path, FULL_RUN, stack.bearer())
     output = completed.stdout + completed.stderr
     assert (reports / "run.json").exists(), output

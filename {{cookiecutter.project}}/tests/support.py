@@ -133,11 +133,12 @@ class ThreadedService:
         self.storage.close()
 
 
-def start_internal(spawn, **env):
-    """`python -m PACKAGE.internal` with PREFIX_NAME=value for each of ENV."""
+def start_internal(spawn, log=None, **env):
+    """`python -m PACKAGE.internal` with PREFIX_NAME=value for each of ENV; its output
+    to the file LOG, for a process that serves many calls (a pipe nobody reads fills)."""
     ready_store()
     full = {f"{PREFIX}_{key}": str(value) for key, value in env.items()}
-    return spawn(["-m", f"{PACKAGE}.internal"], env=full)
+    return spawn(["-m", f"{PACKAGE}.internal"], env=full, log=log)
 
 
 # Put the socket on fd 3 and set LISTEN_PID to our own pid, which exec keeps: what systemd does.

@@ -12,7 +12,16 @@ import pytest
 
 from {{ cookiecutter.__package }}.internal.connections import AUTH_MAX
 
-from .support import PACKAGE, PREFIX, TOKEN, ThreadedService, client_for, free_port, wait_for_port
+from .support import (
+    PACKAGE,
+    PREFIX,
+    TOKEN,
+    ThreadedService,
+    client_for,
+    free_port,
+    ready_store,
+    wait_for_port,
+)
 
 HELLO = msgpack.packb({"id": 0, "op": "auth", "token": TOKEN})
 
@@ -99,6 +108,7 @@ def test_out_of_descriptors_the_accept_loop_waits_instead_of_spinning(spawn):
         resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
 
     settings = {f"{PREFIX}_INTERNAL_PORT": str(port), f"{PREFIX}_INTERNAL_MAX_CONNECTIONS": "200"}
+    ready_store()
     process = spawn(["-m", f"{PACKAGE}.internal"], env=settings, preexec_fn=few_descriptors)
     wait_for_port(port, process=process)
     held = []

@@ -57,7 +57,8 @@ def honcho(spawn, tmp_path):
     env_file = tmp_path / "test.env"
     settings = {**ports, "INTERNAL_TOKEN": TOKEN, "ADMIN_TOKEN": ADMIN}
     settings[SETTING] = ready_store()
-    env_file.write_text("".join(f"{PREFIX}_{key}={value}\n" for key, value in settings.items()))
+    # Quoted: honcho drops the spaces of an unquoted value (a conninfo has some).
+    env_file.write_text("".join(f'{PREFIX}_{key}="{value}"\n' for key, value in settings.items()))
     bin_dir = os.path.dirname(sys.executable)
     process = spawn(
         ["-m", "honcho", "-f", str(PROJECT_ROOT / "Procfile"), "-e", str(env_file), "start"],

@@ -16,11 +16,15 @@ WRITES = 40
 KILL_AFTER = 60
 
 
-def start_instances(spawn, count=2):
-    """COUNT instances of the internal service on this test's database; their ports."""
+def start_instances(spawn, work, count=2):
+    """COUNT instances of the internal service on this test's database, logging to files
+    in WORK; their ports and processes."""
     ports = [free_port() for _ in range(count)]
     # Started together: their migrations take turns (internal/migrations.py).
-    processes = [start_internal(spawn, INTERNAL_PORT=port) for port in ports]
+    processes = [
+        start_internal(spawn, log=work / f"internal-{port}.log", INTERNAL_PORT=port)
+        for port in ports
+    ]
     for port, process in zip(ports, processes, strict=True):
         wait_for_port(port, process=process)
     return ports, processes
@@ -35,8 +39,8 @@ def instance_of_this_thread(client):
     return client._local.conn.sock.getpeername()[1]
 
 
-def test_connections_are_spread_over_the_instances(spawn):
-    ports, _ = start_instances(spawn)
+def test_connections_are_spread_over_the_instances(spawn, tmp_path):
+    ports, _ = start_instances(spawn, tmp_path)
     client = client_for(addresses(ports), api_token=mint_over_the_wire(addresses(ports)))
     seen = []
 
@@ -89,8 +93,10 @@ class Burst:
         assert not any(thread.is_alive() for thread in self.threads)
 
 
-def test_an_instance_killed_during_a_burst_of_writes_loses_no_acknowledged_write(spawn, own_store):
-    ports, processes = start_instances(spawn)
+def test_an_instance_killed_during_a_burst_of_writes_loses_no_acknowledged_write(
+    spawn, tmp_path, own_store
+):
+    ports, processes = start_instances(spawn, tmp_path)
     token = mint_over_the_wire(addresses(ports))
     burst = Burst(client_for(addresses(ports), api_token=token)).start()
     assert burst.underway.wait(timeout=60)
@@ -114,8 +120,8 @@ def test_an_instance_killed_during_a_burst_of_writes_loses_no_acknowledged_write
     assert len(burst.acknowledged) <= stored <= THREADS * WRITES
 
 
-def test_a_read_whose_instance_died_is_answered_by_the_other(spawn):
-    ports, processes = start_instances(spawn)
+def test_a_read_whose_instance_died_is_answered_by_the_other(spawn, tmp_path):
+    ports, processes = start_instances(spawn, tmp_path)
     client = client_for(addresses(ports), api_token=mint_over_the_wire(addresses(ports)))
     try:
         item = client.items.create(title="read me", body="")

@@ -13,6 +13,7 @@ from .support import (
     PREFIX,
     free_port,
     mint_over_the_wire,
+    ready_store,
     refusal,
     start_pair,
     wait_for_port,
@@ -112,6 +113,7 @@ def test_a_bad_metrics_port_stops_start_up_with_one_line(spawn, bad):
 def test_an_internal_service_alone_serves_its_own(spawn, tmp_path):
     port, internal = free_port(), free_port()
     env = {f"{PREFIX}_INTERNAL_METRICS_PORT": str(port), f"{PREFIX}_INTERNAL_PORT": str(internal)}
+    ready_store()
     process = spawn(
         ["-m", f"{PACKAGE}.internal"], env=env, log=tmp_path / "internal.log", cwd=tmp_path
     )
