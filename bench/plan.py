@@ -8,9 +8,11 @@ ITEMS = "items/<id>, harden on"
 TOKEN = "items/<id>, with a token"
 METERED = "items/<id>, metrics on"
 POST = "POST items, harden on"
+PG_ITEMS = "items/<id>, harden on, PostgreSQL"
+PG_POST = "POST items, harden on, PostgreSQL"
 SQLALCHEMY = "items/<id>, SQLAlchemy app"
 
-# Stands for the path of the item the bench wrote (the same id in both databases).
+# Stands for the path of the item the bench wrote (the same id in every database).
 ITEM = "{item}"
 
 # name -> (server group, path, wrk script or None)
@@ -20,9 +22,11 @@ TARGETS = {
     HEALTH_OFF: ("plain", "/api/v1/health", None),
     HEALTH: ("stack", "/api/v1/health", None),
     ITEMS: ("stack", ITEM, None),
+    PG_ITEMS: ("stack-pg", ITEM, None),
     TOKEN: ("stack", ITEM, "token"),
     METERED: ("metered", ITEM, None),
     POST: ("stack", "/api/v1/items", "post"),
+    PG_POST: ("stack-pg", "/api/v1/items", "post"),
     SQLALCHEMY: ("sqlalchemy", ITEM, None),
 }
 
@@ -35,9 +39,12 @@ NGINX = "nginx, HTTPS keep-alive"
 VARIANTS = {
     KEEPALIVE: ("direct", False, list(TARGETS)),
     CLOSE: ("direct", True, [BASELINE, BARE, ITEMS, SQLALCHEMY]),
-    NGINX: ("nginx", False, [BASELINE, BARE, ITEMS, POST, SQLALCHEMY]),
+    NGINX: ("nginx", False, [BASELINE, BARE, ITEMS, PG_ITEMS, POST, PG_POST, SQLALCHEMY]),
 }
 FRONTS = {"direct": [KEEPALIVE, CLOSE], "nginx": [NGINX], "both": [KEEPALIVE, CLOSE, NGINX]}
+
+# The targets on the PostgreSQL stack: left out of every mode with --database sqlite.
+POSTGRESQL = {PG_ITEMS, PG_POST}
 
 # (label, mode, target, other, limit, only at this concurrency or None for each):
 # the median over rounds of target's rps over other's in the same round ≥ limit.
@@ -54,3 +61,11 @@ RATIO_GOALS = [
 # The same for p99 latency, ≤ limit.
 P99_GOALS = [("items/<id> p99 ≤ 1.5× baseline's", KEEPALIVE, ITEMS, BASELINE, 1.5, 32)]
 PSS_LIMIT_MB = 90.0
+# (label, mode, target, other): the same within-round ratio, shown for information
+# only. The two stores answer the same API: what the store alone costs or saves.
+INFO_RATIOS = [
+    ("items/<id> PostgreSQL ÷ SQLite", KEEPALIVE, PG_ITEMS, ITEMS),
+    ("POST items PostgreSQL ÷ SQLite", KEEPALIVE, PG_POST, POST),
+    ("items/<id> PostgreSQL ÷ SQLite", NGINX, PG_ITEMS, ITEMS),
+    ("POST items PostgreSQL ÷ SQLite", NGINX, PG_POST, POST),
+]

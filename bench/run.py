@@ -1,7 +1,8 @@
 """Benchmark harness: the generated stack against bare Flask and a Flask-SQLAlchemy app, in one run.
 
-    python bench/run.py [--front direct|nginx|both] [--seconds 10] [--rounds 6]
-                        [--connections 32] [--out bench-results.json]
+    python bench/run.py [--front direct|nginx|both] [--database both|sqlite]
+                        [--seconds 10] [--rounds 6] [--connections 32]
+                        [--out bench-results.json]
 
 It bakes a project with the default answers and starts on loopback (see
 servers.py): the stack (internal service + API, harden on, as `honcho start`
@@ -11,7 +12,10 @@ bare Flask under the project's worker class, threads and keep-alive, and a
 Flask + Flask-SQLAlchemy + flask-talisman app (sqlalchemy_app.py) under those
 same settings. Anonymous reads are on, so that items/<id> is measured both
 without a token and with one (minted by the project's admin command); writes
-always send it.
+always send it. Unless --database sqlite, it also bakes a project with
+database=postgresql and starts its stack on a private PostgreSQL cluster
+(initdb in /tmp, unix socket only), whose items/<id> and POST items are loaded
+beside the SQLite stack's, in direct keep-alive mode and through nginx.
 
 Modes (plan.py): direct with keep-alive clients, direct with clients that
 send `Connection: close`, and (--front nginx) over HTTPS through a copy of the
@@ -40,7 +44,7 @@ from pathlib import Path
 import servers
 import sqlalchemy_app
 from front import Front
-from plan import BASELINE, FRONTS, HEALTH, ITEMS, KEEPALIVE, TARGETS, VARIANTS
+from plan import BASELINE, FRONTS, HEALTH, ITEMS, KEEPALIVE, NGINX, POSTGRESQL, TARGETS, VARIANTS
 from report import hop_markdown, markdown, parse_wrk, round_ratio, summarise, target_rows
 from report import targets_markdown as goals_markdown
 
@@ -59,8 +63,9 @@ SCRIPTS = {
 CLOSE_SCRIPT = 'wrk.headers["Connection"] = "close"\n'
 
 
-def write_scripts(work, token):
-    """(script kind, close) -> the wrk script that does it, or None for a plain GET."""
+def write_scripts(work, token, group):
+    """(script kind, close) -> the wrk script that does it (with group's token), or None
+    for a plain GET."""
     scripts = {(None, False): None}
     for kind in (None, *SCRIPTS):
         for close in (False, True):
@@ -68,7 +73,7 @@ def write_scripts(work, token):
                 CLOSE_SCRIPT if close else ""
             )
             if text:
-                path = work / f"{kind or 'get'}{'-close' if close else ''}.lua"
+                path = work / f"{group}-{kind or 'get'}{'-close' if close else ''}.lua"
                 path.write_text(text)
                 scripts[(kind, close)] = path
     return scripts
@@ -114,14 +119,16 @@ def one_round(setup, round_number, samples):
     forward = round_number % 2 == 0
     variants = setup["variants"] if forward else setup["variants"][::-1]
     for variant in variants:
-        front, close, targets = VARIANTS[variant]
+        front, close, _ = VARIANTS[variant]
+        targets = setup["targets"][variant]
         for connections in setup["connections"]:
             results = {}
             for target in targets if forward else targets[::-1]:
                 group, path, kind = TARGETS[target]
                 groups = [group, "nginx"] if front == "nginx" else [group]
                 url = setup["urls"][front][group] + path.format(item=setup["item"])
-                script = setup["scripts"][(kind, close)]
+                # Only the PostgreSQL stack knows its own token; the rest take the SQLite stack's.
+                script = setup["scripts"].get(group, setup["scripts"]["stack"])[(kind, close)]
                 result = measure(
                     setup["processes"], groups, url, connections, setup["seconds"], script
                 )
@@ -143,36 +150,56 @@ def read_item(url, path):
         return json.load(answer)
 
 
+def mode_targets(variant, database):
+    """The mode's targets, less the PostgreSQL stack's with --database sqlite."""
+    return [t for t in VARIANTS[variant][2] if database == "both" or t not in POSTGRESQL]
+
+
 def prepare(processes, work, args, overrides):
-    """Servers started, the item written to both databases, nginx if asked: the setup."""
+    """Servers started, the item written to every database, nginx if asked: the setup."""
     project = servers.bake(work, args.template)
     database = work / "sqlalchemy.sqlite3"
     direct, envs = servers.start_servers(processes, project, work, overrides, database)
-    token = servers.mint(envs["stack"])
-    item = servers.seed(direct["stack"], token)
+    tokens = {"stack": servers.mint(envs["stack"])}
+    item = servers.seed(direct["stack"], tokens["stack"])
     if servers.seed(direct["metered"], servers.mint(envs["metered"])) != item:
         raise SystemExit("bench: the two stacks' items differ")
+    if args.database == "both":
+        tokens["stack-pg"] = add_postgresql(processes, work, args, overrides, direct, item)
     row = read_item(direct["stack"], item)
     if sqlalchemy_app.seed(database, row["title"], row["body"]) != row["id"]:
         raise SystemExit("bench: the SQLAlchemy app's item has another id")
     servers.wait_for(direct["sqlalchemy"] + item)
+    targets = {variant: mode_targets(variant, args.database) for variant in FRONTS[args.front]}
     urls = {"direct": direct}
     if args.front != "direct":
-        urls["nginx"] = start_front(processes, args.template, project, direct, envs, item)
+        loaded = targets[NGINX]
+        urls["nginx"] = start_front(processes, args.template, project, direct, envs, item, loaded)
     return {
         "processes": processes,
         "urls": urls,
         "item": item,
-        "scripts": write_scripts(work, token),
+        "scripts": {group: write_scripts(work, token, group) for group, token in tokens.items()},
         "variants": FRONTS[args.front],
+        "targets": targets,
         "connections": [int(value) for value in args.connections.split(",")],
         "seconds": args.seconds,
     }
 
 
-def start_front(processes, template, project, direct, envs, item):
-    """nginx before each group that a mode through nginx loads, answering: their https URLs."""
-    loaded = [TARGETS[target] for variant in FRONTS["nginx"] for target in VARIANTS[variant][2]]
+def add_postgresql(processes, work, args, overrides, direct, item):
+    """The PostgreSQL stack started beside the others, with the same item: its token."""
+    direct["stack-pg"], env = servers.start_postgresql(processes, work, args.template, overrides)
+    token = servers.mint(env)
+    if servers.seed(direct["stack-pg"], token) != item:
+        raise SystemExit("bench: the PostgreSQL stack's item differs from the SQLite stack's")
+    return token
+
+
+def start_front(processes, template, project, direct, envs, item, targets):
+    """nginx before each group that the targets loaded through it need, answering: their
+    https URLs."""
+    loaded = [TARGETS[target] for target in targets]
     upstreams = {group: int(direct[group].rsplit(":", 1)[1]) for group, _, _ in loaded}
     front = Front(template, project)
     processes.cleanups.append(front.close)
@@ -227,6 +254,13 @@ def arguments():
         default="both",
         help="direct (gunicorn alone, keep-alive and Connection: close clients), "
         "nginx (HTTPS through the generated site), or both (default)",
+    )
+    parser.add_argument(
+        "--database",
+        choices=["both", "sqlite"],
+        default="both",
+        help="both: items/<id> and POST items on a PostgreSQL stack too, beside the SQLite "
+        "one (default); sqlite: without them (no cluster)",
     )
     parser.add_argument("--seconds", type=int, default=10, help="each wrk run (default 10)")
     parser.add_argument("--rounds", type=int, default=6, help="rounds (default 6)")

@@ -4,14 +4,19 @@ Groups: "stack" (internal service + API, harden on), "plain" (a second API on
 the same internal service, harden off), "metered" (a second stack with metrics
 on), "sync" (bare Flask under stock gunicorn: sync workers, the reference),
 "bare" (the same bare Flask under the project's worker class, threads and
-keep-alive) and "sqlalchemy" (bench/sqlalchemy_app.py under those same
-settings). Every process is started in a session of its own and stopped at the
-end, whatever happens.
+keep-alive), "sqlalchemy" (bench/sqlalchemy_app.py under those same settings)
+and, unless --database sqlite, "stack-pg": the stack of a second project baked
+with database=postgresql, on a private PostgreSQL cluster whose server is
+counted in the group's CPU and PSS. Every process is started in a session of
+its own and stopped at the end, whatever happens; the cluster is stopped and
+removed then too.
 """
 
 import contextlib
+import importlib.util
 import os
 import secrets
+import shutil
 import signal
 import socket
 import ssl
@@ -97,6 +102,9 @@ class Processes:
     def __init__(self, work):
         self.work = work
         self.groups = {}
+        # group -> [(pid, name)]: processes started by others (the PostgreSQL server),
+        # measured with the group but stopped by their owner's cleanup.
+        self.adopted = {}
         # Called once every process has ended (what they used is removed then).
         self.cleanups = []
 
@@ -115,14 +123,18 @@ class Processes:
         self.groups.setdefault(group, []).append(process)
         return process
 
+    def adopt(self, group, pid, name):
+        self.adopted.setdefault(group, []).append((pid, name))
+
     def tree(self, group, name=None):
         """psutil processes of a group: every master and its workers."""
         found = []
-        for process in self.groups.get(group, []):
-            if name is not None and process.name != name:
+        started = [(process.pid, process.name) for process in self.groups.get(group, [])]
+        for pid, named in started + self.adopted.get(group, []):
+            if name is not None and named != name:
                 continue
             with contextlib.suppress(psutil.NoSuchProcess):
-                root = psutil.Process(process.pid)
+                root = psutil.Process(pid)
                 found += [root, *root.children(recursive=True)]
         return found
 
@@ -162,25 +174,35 @@ class Processes:
             cleanup()
 
 
-def bake(work, template):
-    cookiecutter(str(template), no_input=True, output_dir=str(work))
+def bake(work, template, database="sqlite"):
+    cookiecutter(
+        str(template), no_input=True, output_dir=str(work), extra_context={"database": database}
+    )
     return work / "myservice"
+
+
+def stack_env(paths, internal_port, store):
+    """os.environ less any setting of ours, with PYTHONPATH paths and a stack's settings
+    (secrets of its own, anonymous reads) on internal_port, its store where store says."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(PREFIX + "_")}
+    env["PYTHONPATH"] = os.pathsep.join(str(path) for path in paths)
+    settings = {
+        "INTERNAL_TOKEN": secrets.token_urlsafe(32),
+        "ADMIN_TOKEN": secrets.token_urlsafe(32),
+        "ANONYMOUS_READS": "true",
+        "INTERNAL_PORT": str(internal_port),
+        "LOG_LEVEL": "WARNING",
+        **store,
+    }
+    return env | {f"{PREFIX}_{name}": value for name, value in settings.items()}
 
 
 def environments(work, project, overrides, ports):
     """The environment of each stack: "stack", and "metered" with its own internal
     service, state and metrics directory."""
-    base = {key: value for key, value in os.environ.items() if not key.startswith(PREFIX + "_")}
-    base["PYTHONPATH"] = os.pathsep.join([str(work), str(BENCH), str(project / "src")])
-    settings = {
-        f"{PREFIX}_INTERNAL_TOKEN": secrets.token_urlsafe(32),
-        f"{PREFIX}_ADMIN_TOKEN": secrets.token_urlsafe(32),
-        f"{PREFIX}_ANONYMOUS_READS": "true",
-        f"{PREFIX}_INTERNAL_PORT": str(ports["internal"]),
-        f"{PREFIX}_STATE_DIR": str(work / "state"),
-        f"{PREFIX}_LOG_LEVEL": "WARNING",
-    }
-    envs = {"stack": {**base, **settings, **overrides}}
+    paths = [work, BENCH, project / "src"]
+    state = {"STATE_DIR": str(work / "state")}
+    envs = {"stack": {**stack_env(paths, ports["internal"], state), **overrides}}
     envs["metered"] = {
         **envs["stack"],
         f"{PREFIX}_INTERNAL_PORT": str(ports["internal-metered"]),
@@ -257,3 +279,48 @@ def seed(url, token):
     )
     with urllib.request.urlopen(request, timeout=10) as answer:  # loopback only
         return answer.headers["Location"]
+
+
+def cluster_class(project):
+    """The Cluster of the baked project's tests (it imports only the standard library,
+    psycopg and pytest), loaded by path: the bench runs it as those tests do."""
+    path = project / "tests" / "backend_postgresql.py"
+    spec = importlib.util.spec_from_file_location("bench_backend_postgresql", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Cluster
+
+
+def start_cluster(processes, project):
+    """A private cluster (initdb in /tmp, unix socket only) with an empty database, its
+    server measured with "stack-pg"; stopped and removed at the end: the database's conninfo."""
+    cluster = cluster_class(project)("bastion-bench")
+    processes.cleanups.append(lambda: stop_cluster(cluster))
+    if cluster.bin is None:
+        raise SystemExit("bench: initdb and pg_ctl are missing (postgresql), or --database sqlite")
+    cluster.start()
+    pid = int((cluster.directory / "data" / "postmaster.pid").read_text().split()[0])
+    processes.adopt("stack-pg", pid, "postgresql")
+    return cluster.create("bench")
+
+
+def stop_cluster(cluster):
+    """Stopped even when pg_ctl gave up on a server that came up later, or when a
+    Ctrl-C already stopped it; its directory removed either way."""
+    cluster.started = (cluster.directory / "data" / "postmaster.pid").exists()
+    with contextlib.suppress(RuntimeError):
+        cluster.stop()
+    shutil.rmtree(cluster.directory, ignore_errors=True)
+
+
+def start_postgresql(processes, work, template, overrides):
+    """A project baked with database=postgresql, its stack on a private cluster, answering:
+    its direct URL and env. Its package is PACKAGE too: only its own src is on its path."""
+    project = bake(work / "postgresql", template, "postgresql")
+    conninfo = start_cluster(processes, project)
+    internal, port = free_port(), free_port()
+    env = {**stack_env([project / "src"], internal, {"DATABASE_URL": conninfo}), **overrides}
+    start_stack(processes, "stack-pg", env, port)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(url + "/api/v1/ready")
+    return url, env
