@@ -12,23 +12,41 @@
 # allowed by ufw's own /etc/ufw/before.rules and before6.rules. ufw filters
 # IPv6 only when /etc/default/ufw says IPV6=yes; this script checks that.
 # Ports that docker publishes do not pass through these rules (see README.md).
+{%- if cookiecutter.database == "postgresql" %}
+#
+# With --database-host (ufw-database-rules.sh runs it so): the PostgreSQL
+# database host's whitelist instead: ssh as above, and 5432/tcp only from the
+# internal service hosts, the trusted clients when the project was generated
+# (edit DATABASE_CLIENTS_V4/_V6); no 80, 443 or internal port.
+{%- endif %}
 set -euo pipefail
 
 readonly SSH_PORT={{ cookiecutter.ssh_port }}
 readonly INTERNAL_PORT={{ cookiecutter.internal_port }}
 readonly TRUSTED_V4=({% for client in cookiecutter.__trusted_v4.split() %}{{ ' ' if not loop.first }}'{{ client }}'{% endfor %})
 readonly TRUSTED_V6=({% for client in cookiecutter.__trusted_v6.split() %}{{ ' ' if not loop.first }}'{{ client }}'{% endfor %})
+{%- if cookiecutter.database == "postgresql" %}
+readonly DATABASE_PORT=5432
+# The internal service hosts, which alone may reach PostgreSQL on the database host.
+readonly DATABASE_CLIENTS_V4=({% for client in cookiecutter.__trusted_v4.split() %}{{ ' ' if not loop.first }}'{{ client }}'{% endfor %})
+readonly DATABASE_CLIENTS_V6=({% for client in cookiecutter.__trusted_v6.split() %}{{ ' ' if not loop.first }}'{{ client }}'{% endfor %})
+{%- endif %}
 UFW_DEFAULTS_FILE=${UFW_DEFAULTS_FILE:-/etc/default/ufw}
 
 usage() {
     cat <<USAGE
-Usage: ${0##*/} [--dry-run] [--help]
+Usage: ${0##*/} [--dry-run]{% if cookiecutter.database == "postgresql" %} [--database-host]{% endif %} [--help]
 
 Add the {{ cookiecutter.project }} whitelist to ufw: default deny incoming and routed,
 allow outgoing, rate-limited ssh on port ${SSH_PORT}, 80/tcp and 443/tcp, and the
 internal port ${INTERNAL_PORT} from the trusted clients only. Needs root.
 
   -n, --dry-run  print the ufw commands instead of running them (no root needed)
+{%- if cookiecutter.database == "postgresql" %}
+  --database-host
+                 the PostgreSQL database host's whitelist instead: ssh, and
+                 ${DATABASE_PORT}/tcp only from the internal service hosts
+{%- endif %}
   -h, --help     show this help and exit
 USAGE
 }
@@ -52,6 +70,8 @@ quote() {
 }
 
 dry_run=0
+# Which host's whitelist: "app" (nginx and the internal service){% if cookiecutter.database == "postgresql" %} or "database" (--database-host){% endif %}.
+host=app
 
 run() {
     local line="" arg
@@ -69,6 +89,9 @@ run() {
 while (($# > 0)); do
     case $1 in
         -n | --dry-run) dry_run=1 ;;
+{%- if cookiecutter.database == "postgresql" %}
+        --database-host) host=database ;;
+{%- endif %}
         -h | --help)
             usage
             exit 0
@@ -89,14 +112,21 @@ if ((!dry_run)) && ! command -v ufw >/dev/null 2>&1; then
     die "ufw is not installed (apt-get install ufw)"
 fi
 
+# The IPv6 clients this host's rules let in: ufw must filter IPv6 for them.
+v6_clients=("${TRUSTED_V6[@]}")
+{%- if cookiecutter.database == "postgresql" %}
+if [[ $host == database ]]; then
+    v6_clients=("${DATABASE_CLIENTS_V6[@]}")
+fi
+{%- endif %}
 ipv6=no
 if [[ -r $UFW_DEFAULTS_FILE ]] && grep -Eq '^[[:space:]]*IPV6=("?)yes\1[[:space:]]*$' "$UFW_DEFAULTS_FILE"; then
     ipv6=yes
 fi
 if [[ $ipv6 != yes ]]; then
     warn "IPV6=yes not found in $UFW_DEFAULTS_FILE: ufw will not filter IPv6 traffic"
-    if [[ -n ${TRUSTED_V6[*]-} ]] && ((!dry_run)); then
-        die "trusted IPv6 clients need IPV6=yes in $UFW_DEFAULTS_FILE; set it and run again"
+    if [[ -n ${v6_clients[*]-} ]] && ((!dry_run)); then
+        die "IPv6 clients need IPV6=yes in $UFW_DEFAULTS_FILE; set it and run again"
     fi
 fi
 
@@ -104,11 +134,20 @@ run ufw default deny incoming
 run ufw default deny routed
 run ufw default allow outgoing
 run ufw limit "${SSH_PORT}/tcp" comment 'ssh, rate limited per source'
-run ufw allow 80/tcp comment 'http, served by nginx'
-run ufw allow 443/tcp comment 'https, served by nginx'
-for client in "${TRUSTED_V4[@]}" "${TRUSTED_V6[@]}"; do
-    run ufw allow proto tcp from "$client" to any port "$INTERNAL_PORT" comment 'internal service, trusted client'
-done
+if [[ $host == app ]]; then
+    run ufw allow 80/tcp comment 'http, served by nginx'
+    run ufw allow 443/tcp comment 'https, served by nginx'
+    for client in "${TRUSTED_V4[@]}" "${TRUSTED_V6[@]}"; do
+        run ufw allow proto tcp from "$client" to any port "$INTERNAL_PORT" comment 'internal service, trusted client'
+    done
+fi
+{%- if cookiecutter.database == "postgresql" %}
+if [[ $host == database ]]; then
+    for client in "${DATABASE_CLIENTS_V4[@]}" "${DATABASE_CLIENTS_V6[@]}"; do
+        run ufw allow proto tcp from "$client" to any port "$DATABASE_PORT" comment 'PostgreSQL, internal service host'
+    done
+fi
+{%- endif %}
 
 if ((!dry_run)); then
     # Not "ufw status | grep -q": with pipefail, grep quitting early could fail the pipe.
