@@ -26,9 +26,10 @@ DEFAULTS = {
     # 0 means none: forwarded headers are ignored. Only PROXY_ADDRESSES are believed.
     "PROXY_HOPS": 1,
     # gunicorn worker processes, and threads in each (gunicorn_worker.py); each
-    # thread keeps one connection to the internal service. Measured on two cores
-    # with bench/run.py: see README.md, "Performance".
-    "WORKERS": 3,
+    # thread keeps one connection to the internal service. Two: on two cores a
+    # third worker added no throughput within the noise and about 10 MB of PSS
+    # (README.md, "Performance"). On a bigger host, about one per core.
+    "WORKERS": 2,
     "THREADS": 4,
     # Seconds gunicorn keeps an idle connection open for the next request; longer
     # than nginx's upstream keepalive_timeout (60 s), so that nginx closes first.
