@@ -195,6 +195,25 @@ class Scan(NamedTuple):
     in_flight: int  # sockets connecting at once, all workers together
 
 
+def assert_scan_finds(topo, source, family, expected, label, capsys):
+    """A full scan of the server from SOURCE over IPv4 or IPv6 (FAMILY), printed under
+    LABEL: the ports in EXPECTED open, every other one dropped (not refused), in time."""
+    result = topo.scan(source, topo.address("server", family))
+    with capsys.disabled():
+        print(
+            f"\n[{label}] {source} -> server IPv{family}: "
+            f"open {sorted(result.open)}; {result.filtered} filtered, "
+            f"{len(result.refused)} refused, {len(result.other)} other; {result.seconds} s, "
+            f"{result.in_flight} connects in flight"
+        )
+    assert result.seconds < SCAN_TIME_LIMIT
+    assert result.open == expected
+    # Dropped, not refused: the decoys listen, so only the firewall can hide them.
+    assert result.refused == []
+    assert result.other == {}
+    assert result.filtered == 65535 - len(expected)
+
+
 class Topology:
     """Network namespaces by role, their addresses, and ways to run things in them."""
 

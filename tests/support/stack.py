@@ -40,6 +40,9 @@ FAULT_PATH = "/api/v1/audit-fault"
 WORKER_PATH = "/api/v1/test-worker"
 # Sent with a request, it comes back holding the pid of the worker that answered.
 WORKER_HEADER = "X-Test-Worker"
+# API workers of every stack unless its settings say otherwise: more than the
+# project's default (2), so that tests that find each worker see several.
+WORKERS = 3
 # request()'s default: the stack's own token, with every scope.
 STACK_TOKEN = object()
 
@@ -128,7 +131,7 @@ class Stack:
             "INTERNAL_PORT": self.internal_port,
             "INTERNAL_TOKEN": self.internal_token,
             "ADMIN_TOKEN": self.admin_token,
-            "WORKERS": 3,
+            "WORKERS": WORKERS,
             "LOG_LEVEL": "WARNING",
             **self.extra_settings,
         }
@@ -212,7 +215,7 @@ class Stack:
         )
         wait_for_port(self.api, self.public_port, self.logs)
         # The master (preload_app) listens before it has forked every worker.
-        self.wait_for_workers(int(self.extra_settings.get("WORKERS", 3)))
+        self.wait_for_workers(int(self.extra_settings.get("WORKERS", WORKERS)))
         return self.api
 
     def _wait_for_token(self, process, timeout=30.0):

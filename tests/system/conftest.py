@@ -29,6 +29,25 @@ def plain_stack(default_project, tmp_path_factory):
     yield from _running_stack(default_project, tmp_path_factory, False)
 
 
+@pytest.fixture
+def make_stack(default_project, tmp_path):
+    """make_stack(**settings) -> a Stack of the default project with those extra
+    settings, not started yet; all of them stopped at the end, whatever happened."""
+    stacks = []
+
+    def make(**settings):
+        work = tmp_path / f"stack{len(stacks)}"
+        stack = Stack(default_project, default_answers()["__package"], work, True, settings)
+        stacks.append(stack)
+        return stack
+
+    try:
+        yield make
+    finally:
+        for stack in stacks:
+            stack.stop()
+
+
 @pytest.fixture(scope="module")
 def nginx_front(hardened_stack, default_project):
     """nginx with two test copies of the site file: one before the stack, one

@@ -21,32 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from support.baking import default_answers
-from support.stack import WORKER_HEADER, Stack
+from support.stack import WORKER_HEADER, WORKERS
 
 PACKAGE = default_answers()["__package"]
 REALM = f'Bearer realm="{default_answers()["project"]}"'
-WORKERS = 3  # the project's default, and what Stack sets
 # Finding every worker: requests at most, and seconds at most, per round.
 MAX_REQUESTS = 300
 MAX_SECONDS = 30.0
-
-
-@pytest.fixture
-def make_stack(default_project, tmp_path):
-    """Stacks with extra settings; all of them stopped at the end, whatever happened."""
-    stacks = []
-
-    def make(**settings):
-        work = tmp_path / f"stack{len(stacks)}"
-        stack = Stack(default_project, PACKAGE, work, harden=True, settings=settings)
-        stacks.append(stack)
-        return stack.start()
-
-    try:
-        yield make
-    finally:
-        for stack in stacks:
-            stack.stop()
 
 
 def assert_challenged(answer, code="unauthorized"):
@@ -64,7 +45,7 @@ def assert_challenged(answer, code="unauthorized"):
 def test_anonymous_writes_get_401_direct_to_gunicorn_and_change_nothing(
     make_stack, anonymous_reads
 ):
-    stack = make_stack(ANONYMOUS_READS="true" if anonymous_reads else "false")
+    stack = make_stack(ANONYMOUS_READS="true" if anonymous_reads else "false").start()
     _, item = stack.request("POST", "/api/v1/items", {"title": "kept"})
     path = f"/api/v1/items/{item['id']}"
     for method, target, payload in [
@@ -112,7 +93,7 @@ def test_revocation_takes_effect_in_every_worker_on_the_very_next_request(make_s
     """A token used until each of the three workers has served it; revoked with the
     admin command; from then on every worker refuses it (401 invalid_token), from
     the first request on, while the same workers go on serving another token."""
-    stack = make_stack()
+    stack = make_stack().start()
     stack.request("POST", "/api/v1/items", {"title": "read by every worker"})
     workers = stack.api_workers()
     assert len(workers) == WORKERS
@@ -144,7 +125,7 @@ def test_the_brake_refuses_one_address_even_with_a_valid_token_and_lifts(make_st
     proxy names it), that address gets 429 with Retry-After within the window, a
     valid token notwithstanding; another address is served meanwhile; after the
     window the first is served again."""
-    stack = make_stack(AUTH_FAILURES=BRAKE, AUTH_WINDOW=WINDOW)
+    stack = make_stack(AUTH_FAILURES=BRAKE, AUTH_WINDOW=WINDOW).start()
     braked, other = {"X-Forwarded-For": "192.0.2.7"}, {"X-Forwarded-For": "192.0.2.8"}
     refused = stack.trip_brake(attempts=BRAKE + 2, headers=braked)
     assert refused.json["error"]["code"] == "too_many_requests", refused.json
@@ -195,7 +176,7 @@ def test_no_token_is_kept_in_the_state_or_the_logs(make_stack):
     secrets, are searched for in the bytes of every file: none is there, while the
     tokens' SHA-256 digests are (the search reads where tokens are kept), and the
     logs (at DEBUG) hold the requests."""
-    stack = make_stack(LOG_LEVEL="DEBUG")
+    stack = make_stack(LOG_LEVEL="DEBUG").start()
     tokens = use_tokens(stack)
     prefix = f"{PACKAGE}_"
     needles = tokens + [token.removeprefix(prefix) for token in tokens]

@@ -31,32 +31,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from support.baking import default_answers
 from support.processes import run, wait_for
-from support.stack import WORKER_PATH, Stack
+from support.stack import WORKER_PATH, WORKERS
 from support.tools import tool
 
-PACKAGE = default_answers()["__package"]
-WORKERS = 3  # the project's default, and what Stack sets
 ITEM = {"title": "read under load and faults", "body": "seeded by the test"}
-
-
-@pytest.fixture
-def make_stack(default_project, tmp_path):
-    """Stacks with extra settings; all of them stopped at the end, whatever happened."""
-    stacks = []
-
-    def make(**settings):
-        work = tmp_path / f"stack{len(stacks)}"
-        stack = Stack(default_project, PACKAGE, work, harden=True, settings=settings)
-        stacks.append(stack)
-        return stack
-
-    try:
-        yield make
-    finally:
-        for stack in stacks:
-            stack.stop()
 
 
 def call(stack, method, path, payload=None, timeout=15):

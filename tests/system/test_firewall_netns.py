@@ -38,7 +38,7 @@ from support.firewall import (
     edited_copies,
     listener_specs,
 )
-from support.netns import SCAN_TIME_LIMIT, listening, topology
+from support.netns import assert_scan_finds, listening, topology
 from support.processes import process_alive, wait_for
 from support.tools import needs_root, tool
 from support.ufw import ufw_sandbox
@@ -114,24 +114,10 @@ def firewalled(request, firewall_dir, tmp_path_factory):
 @pytest.mark.parametrize("source", ["outsider", "trusted"])
 def test_full_port_scan_finds_exactly_the_whitelist(firewalled, source, family, capsys):
     """All 65535 TCP ports from each client: only the whitelist answers, the rest is silent."""
-    topo = firewalled.topo
     expected = set(PUBLIC_PORTS)
     if source == "trusted":
         expected.add(INTERNAL_PORT)
-    result = topo.scan(source, topo.address("server", family))
-    with capsys.disabled():
-        print(
-            f"\n[{firewalled.backend}] {source} -> server IPv{family}: "
-            f"open {sorted(result.open)}; {result.filtered} filtered, "
-            f"{len(result.refused)} refused, {len(result.other)} other; {result.seconds} s, "
-            f"{result.in_flight} connects in flight"
-        )
-    assert result.seconds < SCAN_TIME_LIMIT
-    assert result.open == expected
-    # Dropped, not refused: the decoys listen, so only the firewall can hide them.
-    assert result.refused == []
-    assert result.other == {}
-    assert result.filtered == 65535 - len(expected)
+    assert_scan_finds(firewalled.topo, source, family, expected, firewalled.backend, capsys)
 
 
 @pytest.mark.parametrize("family", [4, 6])
